@@ -1,0 +1,463 @@
+"""Decoding any audio file to float32 mono at a rate, and writing audio back.
+
+One home for audio I/O: WAV, FLAC and OGG go through soundfile (libsndfile);
+AAC in ``.m4a`` / ``.mp4`` (VoxCeleb2's format) goes through PyAV, whose
+wheels bundle FFmpeg, so no system ``ffmpeg`` is needed. Multi-channel audio
+is averaged to mono; other rates are converted with a polyphase resampler
+(``scipy.signal.resample_poly`` with the exact rational ratio, which applies
+a Kaiser-windowed anti-aliasing filter).
+
+Bad input raises one exception family, :class:`AudioError`, whose subclasses
+name the problem and carry the ``path`` and a human ``reason``::
+
+    AudioMissingError         the file does not exist
+    AudioEmptyError           0 bytes, or a valid header with no samples
+    AudioFormatError          not audio, corrupt or truncated
+    AudioTooShortError        shorter than the caller's ``min_duration``
+    AudioInvalidSamplesError  NaN or infinite samples
+
+Silent audio is legal (a pause is data) but announced with a
+:class:`SilentAudioWarning`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import struct
+import uuid
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+__all__ = [
+    "AudioError",
+    "AudioMissingError",
+    "AudioEmptyError",
+    "AudioFormatError",
+    "AudioTooShortError",
+    "AudioInvalidSamplesError",
+    "AudioWriteError",
+    "SilentAudioWarning",
+    "AudioInfo",
+    "SOUNDFILE_SUFFIXES",
+    "PYAV_SUFFIXES",
+    "AUDIO_SUFFIXES",
+    "SILENCE_PEAK",
+    "read_audio",
+    "audio_info",
+    "write_audio",
+    "resample",
+]
+
+SOUNDFILE_SUFFIXES: frozenset[str] = frozenset({".wav", ".flac", ".ogg"})
+"""Suffixes decoded and encoded by soundfile (libsndfile)."""
+
+PYAV_SUFFIXES: frozenset[str] = frozenset({".m4a", ".mp4", ".aac"})
+"""Suffixes decoded by PyAV (FFmpeg); ``.m4a`` is also written (AAC)."""
+
+AUDIO_SUFFIXES: frozenset[str] = SOUNDFILE_SUFFIXES | PYAV_SUFFIXES
+"""Every suffix :func:`read_audio` accepts."""
+
+SILENCE_PEAK: float = 1e-5
+"""Peak amplitude below which audio counts as silent (-100 dBFS, under one 16-bit step)."""
+
+# A complete AAC stream decodes to at least the container's length (the
+# decoder emits whole 1024-sample frames); one frame of slack is allowed for
+# other encoders' end trimming, anything shorter is a truncated stream.
+_AAC_TOLERANCE_SAMPLES = 1024
+
+
+class AudioError(Exception):
+    """An audio file that cannot be used; ``str(err)`` is ``"<path>: <reason>"``.
+
+    Args:
+        path: the offending file.
+        reason: what is wrong with it, in words.
+    """
+
+    def __init__(self, path: str | os.PathLike, reason: str) -> None:
+        # Both values in ``args`` so the error pickles across worker processes.
+        super().__init__(str(path), reason)
+        self.path = str(path)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+class AudioMissingError(AudioError):
+    """The file does not exist."""
+
+
+class AudioEmptyError(AudioError):
+    """The file has 0 bytes, or a valid header but no samples."""
+
+
+class AudioFormatError(AudioError):
+    """Not audio, an unsupported format, or a corrupt or truncated file."""
+
+
+class AudioTooShortError(AudioError):
+    """The audio is shorter than the stated minimum duration."""
+
+
+class AudioInvalidSamplesError(AudioError):
+    """The audio holds NaN or infinite samples."""
+
+
+class AudioWriteError(AudioError):
+    """The encoder refused the signal (e.g. a sample rate AAC does not support)."""
+
+
+class SilentAudioWarning(UserWarning):
+    """The audio decoded fine but every sample is (numerically) zero."""
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What a file's header says (nothing is decoded).
+
+    Attributes:
+        duration: length in seconds.
+        sample_rate: samples per second per channel.
+        channels: number of channels.
+        frames: samples per channel.
+    """
+
+    duration: float
+    sample_rate: int
+    channels: int
+    frames: int
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise AudioMissingError(path, "file does not exist")
+    if not path.is_file():
+        raise AudioFormatError(path, "not a regular file")
+    if path.stat().st_size == 0:
+        raise AudioEmptyError(path, "file is empty (0 bytes)")
+    if path.suffix.lower() not in AUDIO_SUFFIXES:
+        raise AudioFormatError(
+            path, f"unsupported suffix {path.suffix!r}; supported: {', '.join(sorted(AUDIO_SUFFIXES))}"
+        )
+
+
+def _wav_data_shortfall(path: Path) -> tuple[int, int] | None:
+    """(declared, available) bytes of a RIFF/WAVE ``data`` chunk that is cut short, else None.
+
+    libsndfile silently reads a truncated WAV up to its end, so the header is
+    checked here: a ``data`` chunk declaring more bytes than the file holds
+    means the file was cut (an interrupted copy or download).
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        head = handle.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None  # RF64, W64, ...: left to libsndfile
+        position = 12
+        for _ in range(64):  # a WAV has a handful of chunks; stop on garbage
+            chunk = handle.read(8)
+            if len(chunk) < 8:
+                return None
+            chunk_id, chunk_size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            position += 8
+            if chunk_id == b"data":
+                available = size - position
+                if chunk_size not in (0, 0xFFFFFFFF) and chunk_size > available:
+                    return chunk_size, available
+                return None
+            position += chunk_size + (chunk_size & 1)
+            handle.seek(position)
+    return None
+
+
+def _ogg_ends_cleanly(path: Path) -> bool:
+    """True when the Ogg pages chain to the file's end and the last one ends the stream.
+
+    libsndfile reports a cut Ogg file as a valid one with 0 frames; walking
+    the page headers (27 bytes + segment table + payload) tells the two apart.
+    """
+    data = path.read_bytes()
+    position, last_flags = 0, 0
+    while position < len(data):
+        if data[position : position + 4] != b"OggS" or position + 27 > len(data):
+            return False
+        segments = data[position + 26]
+        table = data[position + 27 : position + 27 + segments]
+        if len(table) < segments:
+            return False
+        last_flags = data[position + 5]
+        position += 27 + segments + sum(table)
+    return position == len(data) and bool(last_flags & 0x04)
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def _decode_soundfile(path: Path) -> tuple[np.ndarray, int]:
+    """(frames, channels) float32 and the native rate."""
+    suffix = path.suffix.lower()
+    if suffix == ".wav":
+        shortfall = _wav_data_shortfall(path)
+        if shortfall:
+            raise AudioFormatError(
+                path, f"truncated: header declares {shortfall[0]} data bytes, file holds {shortfall[1]}"
+            )
+    if suffix == ".ogg" and not _ogg_ends_cleanly(path):
+        raise AudioFormatError(path, "truncated: the Ogg stream ends without an end-of-stream page")
+    try:
+        with sf.SoundFile(path) as handle:
+            declared = handle.frames
+            data = handle.read(dtype="float32", always_2d=True)
+            rate = handle.samplerate
+    except sf.LibsndfileError as error:
+        raise AudioFormatError(path, f"not readable audio ({error.error_string})") from None
+    except (RuntimeError, ValueError) as error:  # soundfile raises these for odd headers
+        raise AudioFormatError(path, f"not readable audio ({error})") from None
+    if data.shape[0] < declared:
+        raise AudioFormatError(path, f"truncated: header declares {declared} frames, decoded {data.shape[0]}")
+    return data, int(rate)
+
+
+def _decode_pyav(path: Path) -> tuple[np.ndarray, int]:
+    """(frames, channels) float32 and the native rate, through FFmpeg."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise AudioFormatError(path, "no audio stream in the container")
+            stream = container.streams.audio[0]
+            rate = int(stream.codec_context.sample_rate or stream.rate or 0)
+            expected = None
+            if stream.duration is not None and stream.time_base is not None and rate:
+                expected = round(float(stream.duration * stream.time_base) * rate)
+            # Planar float keeps channels apart whatever the codec's native format.
+            resampler = av.AudioResampler(format="fltp")
+            chunks = []
+            for frame in container.decode(stream):
+                for converted in resampler.resample(frame):
+                    chunks.append(converted.to_ndarray())
+            for converted in resampler.resample(None):
+                chunks.append(converted.to_ndarray())
+    except AudioError:
+        raise
+    except (av.FFmpegError, ValueError, OSError) as error:
+        raise AudioFormatError(path, f"not readable audio ({error})") from None
+    if not chunks or not rate:
+        return np.zeros((0, 1), dtype=np.float32), rate or 1
+    data = np.concatenate(chunks, axis=1).T.astype(np.float32, copy=False)  # (frames, channels)
+    if expected is not None:
+        if data.shape[0] + _AAC_TOLERANCE_SAMPLES < expected:
+            raise AudioFormatError(path, f"truncated: header declares {expected} frames, decoded {data.shape[0]}")
+        # The decoder emits whole codec frames; the container's length is the truth.
+        data = data[:expected]
+    return np.ascontiguousarray(data), rate
+
+
+def resample(signal: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    """Resample a 1-D signal by the exact rational ratio ``sr_out / sr_in``.
+
+    Polyphase filtering with scipy's default Kaiser window (beta 5) keeps
+    aliasing out; the output has ``ceil(len * sr_out / sr_in)`` samples.
+
+    >>> resample(np.ones(441, dtype=np.float32), 44100, 16000).shape
+    (160,)
+    """
+    if sr_in == sr_out:
+        return signal
+    from scipy.signal import resample_poly
+
+    g = math.gcd(int(sr_in), int(sr_out))
+    out = resample_poly(signal, int(sr_out) // g, int(sr_in) // g)
+    return out.astype(np.float32, copy=False)
+
+
+def read_audio(path: str | os.PathLike, *, sr: int = 16000, min_duration: float = 0.0) -> np.ndarray:
+    """Decode an audio file to float32 mono at ``sr``.
+
+    Args:
+        path: a WAV, FLAC, OGG or AAC (``.m4a``) file.
+        sr: output sample rate in Hz.
+        min_duration: refuse files shorter than this many seconds.
+
+    Returns:
+        A 1-D float32 array of ``ceil(frames * sr / native_rate)`` samples.
+
+    Raises:
+        AudioMissingError: the file does not exist.
+        AudioEmptyError: 0 bytes, or no samples.
+        AudioFormatError: not audio, corrupt or truncated.
+        AudioTooShortError: shorter than ``min_duration``.
+        AudioInvalidSamplesError: NaN or infinite samples.
+        ValueError: ``sr`` is not a positive integer.
+
+    Warns:
+        SilentAudioWarning: every sample's magnitude is below :data:`SILENCE_PEAK`.
+    """
+    if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or sr <= 0:
+        raise ValueError(f"sr must be a positive integer, got {sr!r}")
+    path = Path(path)
+    _check_file(path)
+    if path.suffix.lower() in PYAV_SUFFIXES:
+        data, rate = _decode_pyav(path)
+    else:
+        data, rate = _decode_soundfile(path)
+    if data.shape[0] == 0:
+        raise AudioEmptyError(path, "no samples (the header is valid but the stream is empty)")
+    duration = data.shape[0] / rate
+    if duration < min_duration:
+        raise AudioTooShortError(path, f"{duration:.3f} s is shorter than the minimum {min_duration:g} s")
+    finite = np.isfinite(data)
+    if not finite.all():
+        bad = int(data.size - np.count_nonzero(finite))
+        raise AudioInvalidSamplesError(path, f"{bad} NaN or infinite samples")
+    mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+    mono = resample(mono, rate, int(sr))
+    if float(np.max(np.abs(mono))) < SILENCE_PEAK:
+        warnings.warn(f"{path}: silent (peak below {SILENCE_PEAK:g})", SilentAudioWarning, stacklevel=2)
+    return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def audio_info(path: str | os.PathLike) -> AudioInfo:
+    """Duration, rate, channels and frames from the header alone (fast).
+
+    Args:
+        path: a WAV, FLAC, OGG or AAC (``.m4a``) file.
+
+    Returns:
+        An :class:`AudioInfo`. ``frames`` may be 0: a valid but empty file.
+
+    Raises:
+        AudioMissingError, AudioEmptyError, AudioFormatError: as :func:`read_audio`.
+    """
+    path = Path(path)
+    _check_file(path)
+    if path.suffix.lower() in PYAV_SUFFIXES:
+        import av
+
+        try:
+            with av.open(str(path)) as container:
+                if not container.streams.audio:
+                    raise AudioFormatError(path, "no audio stream in the container")
+                stream = container.streams.audio[0]
+                rate = int(stream.codec_context.sample_rate or stream.rate or 0)
+                channels = int(stream.codec_context.channels or 0)
+                if stream.duration is not None and stream.time_base is not None:
+                    duration = float(stream.duration * stream.time_base)
+                elif container.duration is not None:
+                    duration = container.duration / av.time_base
+                else:
+                    raise AudioFormatError(path, "the container states no duration")
+        except AudioError:
+            raise
+        except (av.FFmpegError, ValueError, OSError) as error:
+            raise AudioFormatError(path, f"unreadable header ({error})") from None
+        if rate <= 0:
+            raise AudioFormatError(path, "the audio stream states no sample rate")
+        frames = round(duration * rate)
+        return AudioInfo(duration=frames / rate, sample_rate=rate, channels=channels, frames=frames)
+    try:
+        info = sf.info(str(path))
+    except sf.LibsndfileError as error:
+        raise AudioFormatError(path, f"unreadable header ({error.error_string})") from None
+    except (RuntimeError, ValueError) as error:
+        raise AudioFormatError(path, f"unreadable header ({error})") from None
+    return AudioInfo(
+        duration=info.frames / info.samplerate if info.samplerate else 0.0,
+        sample_rate=int(info.samplerate),
+        channels=int(info.channels),
+        frames=int(info.frames),
+    )
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _encode_aac(path: Path, data: np.ndarray, sr: int) -> None:
+    import av
+
+    channels = data.shape[1]
+    layout = {1: "mono", 2: "stereo"}.get(channels)
+    if layout is None:
+        raise ValueError(f"AAC output supports 1 or 2 channels, got {channels}")
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("aac", rate=sr)
+        stream.layout = layout
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(data.T), format="fltp", layout=layout)
+        frame.sample_rate = sr
+        frame.pts = 0
+        for packet in stream.encode(frame):  # the encoder cuts codec-sized frames itself
+            container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+
+
+def write_audio(
+    path: str | os.PathLike, signal: np.ndarray, sr: int, *, subtype: str | None = None
+) -> Path:
+    """Write a signal atomically (temporary file, then rename).
+
+    WAV, FLAC and OGG go through soundfile (16-bit PCM for WAV/FLAC, Vorbis
+    for OGG unless ``subtype`` says otherwise; PCM clips to [-1, 1]); ``.m4a``
+    is AAC through PyAV. A reader never sees a half-written file, and a
+    failed write leaves any previous file in place.
+
+    Args:
+        path: target file; its suffix picks the format. Parent folders are created.
+        signal: ``(samples,)`` or ``(samples, channels)`` float samples in [-1, 1].
+        sr: sample rate in Hz.
+        subtype: soundfile subtype (e.g. ``"FLOAT"``, ``"PCM_24"``); not for ``.m4a``.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: unsupported suffix, empty or non-finite signal, bad shape or rate.
+        AudioWriteError: the encoder refused the signal.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in SOUNDFILE_SUFFIXES | {".m4a"}:
+        raise ValueError(f"{path}: cannot write {suffix!r}; supported: .flac, .m4a, .ogg, .wav")
+    if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or sr <= 0:
+        raise ValueError(f"{path}: sr must be a positive integer, got {sr!r}")
+    data = np.asarray(signal, dtype=np.float32)
+    if data.ndim == 1:
+        data = data[:, None]
+    if data.ndim != 2 or data.shape[1] == 0:
+        raise ValueError(f"{path}: signal must be (samples,) or (samples, channels), got shape {np.shape(signal)}")
+    if data.shape[0] == 0:
+        raise ValueError(f"{path}: refusing to write an empty signal")
+    if not np.isfinite(data).all():
+        raise ValueError(f"{path}: signal holds NaN or infinite samples")
+    if suffix == ".m4a" and subtype is not None:
+        raise ValueError(f"{path}: subtype applies to soundfile formats, not .m4a")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.partial")
+    try:
+        if suffix == ".m4a":
+            _encode_aac(temporary, data, int(sr))
+        else:
+            sf.write(temporary, data, int(sr), format=suffix[1:].upper(), subtype=subtype)
+        os.replace(temporary, path)
+    except BaseException as error:
+        temporary.unlink(missing_ok=True)
+        if _is_codec_error(error):
+            raise AudioWriteError(path, f"encoder failed ({error})") from error
+        raise
+    return path
+
+
+def _is_codec_error(error: BaseException) -> bool:
+    import av
+
+    return isinstance(error, (av.FFmpegError, sf.LibsndfileError))
