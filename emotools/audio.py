@@ -150,12 +150,50 @@ def _check_file(path: Path) -> None:
         )
 
 
-def _wav_data_shortfall(path: Path) -> tuple[int, int] | None:
-    """(declared, available) bytes of a RIFF/WAVE ``data`` chunk that is cut short, else None.
+# WAVE format tags whose ``fmt `` fields are fully determined by channels and bits.
+_WAV_LINEAR_FORMATS = {0x0001: "PCM", 0x0003: "IEEE float", 0xFFFE: "extensible"}
 
-    libsndfile silently reads a truncated WAV up to its end, so the header is
-    checked here: a ``data`` chunk declaring more bytes than the file holds
-    means the file was cut (an interrupted copy or download).
+
+def _wav_fmt_problem(fmt: bytes) -> str | None:
+    """What is inconsistent in a ``fmt `` chunk of linear PCM / float audio, else None.
+
+    libsndfile trusts ``bits per sample`` and ``channels`` and ignores
+    ``block align`` and ``byte rate``, so one flipped header byte decodes to
+    garbage of the wrong length or speed without any error. For linear
+    formats the four fields determine each other: ``block_align = channels *
+    ceil(bits / 8)`` and ``byte_rate = sample_rate * block_align``; a header
+    that breaks this is corrupt. Compressed formats (ADPCM, GSM, ...) have
+    their own rules and are left to libsndfile.
+    """
+    if len(fmt) < 16:
+        return f"corrupt header: 'fmt ' chunk holds {len(fmt)} bytes, at least 16 are needed"
+    tag, channels, rate, byte_rate, block_align, bits = struct.unpack("<HHIIHH", fmt[:16])
+    if tag not in _WAV_LINEAR_FORMATS:
+        return None
+    if channels == 0 or rate == 0 or bits == 0:
+        return f"corrupt header: {channels} channel(s), {rate} Hz, {bits} bits per sample"
+    expected_align = channels * ((bits + 7) // 8)
+    if block_align != expected_align:
+        return (
+            f"corrupt header: block align {block_align} bytes does not match {channels} channel(s) "
+            f"x {bits} bits (expected {expected_align})"
+        )
+    if byte_rate != rate * block_align:
+        return (
+            f"corrupt header: byte rate {byte_rate} does not match {rate} Hz x {block_align} bytes "
+            f"per frame (expected {rate * block_align})"
+        )
+    return None
+
+
+def _wav_header_problem(path: Path, *, check_data: bool = True) -> str | None:
+    """What is wrong with a RIFF/WAVE header, else None (other containers: None).
+
+    Checks the ``fmt `` chunk (:func:`_wav_fmt_problem`) and, with
+    ``check_data``, that the ``data`` chunk is not cut short: libsndfile
+    silently reads a truncated WAV up to its end, so a ``data`` chunk
+    declaring more bytes than the file holds means the file was cut (an
+    interrupted copy or download).
     """
     size = path.stat().st_size
     with open(path, "rb") as handle:
@@ -169,10 +207,14 @@ def _wav_data_shortfall(path: Path) -> tuple[int, int] | None:
                 return None
             chunk_id, chunk_size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
             position += 8
-            if chunk_id == b"data":
+            if chunk_id == b"fmt ":
+                problem = _wav_fmt_problem(handle.read(min(chunk_size, 64)))
+                if problem:
+                    return problem
+            elif chunk_id == b"data":
                 available = size - position
-                if chunk_size not in (0, 0xFFFFFFFF) and chunk_size > available:
-                    return chunk_size, available
+                if check_data and chunk_size not in (0, 0xFFFFFFFF) and chunk_size > available:
+                    return f"truncated: header declares {chunk_size} data bytes, file holds {available}"
                 return None
             position += chunk_size + (chunk_size & 1)
             handle.seek(position)
@@ -206,22 +248,29 @@ def _decode_soundfile(path: Path) -> tuple[np.ndarray, int]:
     """(frames, channels) float32 and the native rate."""
     suffix = path.suffix.lower()
     if suffix == ".wav":
-        shortfall = _wav_data_shortfall(path)
-        if shortfall:
-            raise AudioFormatError(
-                path, f"truncated: header declares {shortfall[0]} data bytes, file holds {shortfall[1]}"
-            )
+        problem = _wav_header_problem(path)
+        if problem:
+            raise AudioFormatError(path, problem)
     if suffix == ".ogg" and not _ogg_ends_cleanly(path):
         raise AudioFormatError(path, "truncated: the Ogg stream ends without an end-of-stream page")
     try:
-        with sf.SoundFile(path) as handle:
-            declared = handle.frames
-            data = handle.read(dtype="float32", always_2d=True)
-            rate = handle.samplerate
+        handle = sf.SoundFile(path)
     except sf.LibsndfileError as error:
         raise AudioFormatError(path, f"not readable audio ({error.error_string})") from None
     except (RuntimeError, ValueError) as error:  # soundfile raises these for odd headers
         raise AudioFormatError(path, f"not readable audio ({error})") from None
+    with handle:
+        declared, rate = handle.frames, handle.samplerate
+        try:
+            # Some codecs (GSM 6.10 in WAV) are not seekable: the frame count must be given.
+            frames = -1 if handle.seekable() else declared
+            data = handle.read(frames, dtype="float32", always_2d=True)
+        except sf.LibsndfileError as error:  # the header was fine, the stream is not
+            raise AudioFormatError(
+                path, f"corrupt or truncated audio data ({error.error_string})"
+            ) from None
+        except (RuntimeError, ValueError) as error:
+            raise AudioFormatError(path, f"corrupt or truncated audio data ({error})") from None
     if data.shape[0] < declared:
         raise AudioFormatError(path, f"truncated: header declares {declared} frames, decoded {data.shape[0]}")
     return data, int(rate)
@@ -365,6 +414,10 @@ def audio_info(path: str | os.PathLike) -> AudioInfo:
             raise AudioFormatError(path, "the audio stream states no sample rate")
         frames = round(duration * rate)
         return AudioInfo(duration=frames / rate, sample_rate=rate, channels=channels, frames=frames)
+    if path.suffix.lower() == ".wav":
+        problem = _wav_header_problem(path, check_data=False)
+        if problem:
+            raise AudioFormatError(path, problem)
     try:
         info = sf.info(str(path))
     except sf.LibsndfileError as error:

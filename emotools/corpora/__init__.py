@@ -40,6 +40,7 @@ __all__ = [
     "render_session",
     "write_sessions",
     "summarize",
+    "limit_hours",
 ]
 
 CORPORA: dict[str, Callable[..., pd.DataFrame]] = {
@@ -67,3 +68,30 @@ def scan(key: str, root: str | os.PathLike, **options) -> pd.DataFrame:
     if key not in CORPORA:
         raise ValueError(f"unknown corpus {key!r}; known: {', '.join(sorted(CORPORA))}")
     return CORPORA[key](root, **options)
+
+
+def limit_hours(table: pd.DataFrame, hours: float) -> pd.DataFrame:
+    """Whole speakers, taken in turn from each split (sorted ids), until ``hours`` of audio.
+
+    For a quick run on a large corpus: the subset keeps every split and never
+    cuts a speaker in two, so the splits stay speaker-independent.
+    """
+    if not hours > 0:
+        raise ValueError(f"hours must be > 0, got {hours!r}")
+    splits = table["split"].astype(str)
+    order = [s for s in SPLITS if s in set(splits)] + sorted(set(splits) - set(SPLITS))
+    per_split = {split: sorted(table.loc[splits == split, "speaker"].astype(str).unique()) for split in order}
+    seconds = table.groupby(table["speaker"].astype(str))["duration"].sum()
+    chosen, total = [], 0.0
+    queues = [list(v) for v in per_split.values()]
+    first_round = True  # every split keeps at least one speaker
+    while (first_round or total < hours * 3600) and any(queues):
+        for queue in queues:
+            if queue and (first_round or total < hours * 3600):
+                speaker = queue.pop(0)
+                chosen.append(speaker)
+                total += float(seconds[speaker])
+        first_round = False
+    subset = table[table["speaker"].astype(str).isin(chosen)].copy()
+    subset.attrs = dict(table.attrs)
+    return subset

@@ -47,7 +47,7 @@ RATER_COLUMN = re.compile(r"^(arousal|valence)_r\d+$")
 
 _AUDIO_ORDER = (".wav", *sorted(AUDIO_SUFFIXES - {".wav"}))
 _RATE_TOLERANCE = 0.01  # a step may differ from the median step by 1 % (CSV rounding)
-_PAST_END_TOLERANCE = 1.0  # seconds an annotation may run past its audio before it is reported
+_END_TOLERANCE = 1.0  # seconds an annotation may end past or before its audio before it is reported
 
 
 class AnnotationError(CorpusError):
@@ -307,9 +307,13 @@ def scan(
             problems.add(error.path, f"{error.reason}; recording skipped")
             continue
         end = float(labels["time"].iat[-1])
-        if end > info.duration + _PAST_END_TOLERANCE:
+        if end > info.duration + _END_TOLERANCE:
             problems.add(candidate["annotation"],
                          f"annotation runs to {end:g} s but the audio lasts {info.duration:g} s; kept")
+        elif end < info.duration - _END_TOLERANCE:
+            problems.add(candidate["annotation"],
+                         f"annotation ends at {end:g} s but the audio lasts {info.duration:g} s; "
+                         "kept (the rest of the audio is unlabelled)")
         rows.append({
             "file": str(candidate["audio"]),
             "utterance": candidate["name"],
