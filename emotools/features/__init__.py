@@ -1,0 +1,49 @@
+"""openSMILE features: specs, one-pass windowed functionals, the feature store, parallel and Dask.
+
+* :mod:`~emotools.features.smile`: :class:`FeatureSet`, :class:`Level`,
+  :class:`FeatureSpec`, :func:`extract_signal`, :func:`extract_file` (one signal);
+* :mod:`~emotools.features.store`: :class:`FeatureStore` and the cache key;
+* :mod:`~emotools.features.batch`: :func:`extract` of a corpus table on local
+  processes or a Dask cluster;
+* :mod:`~emotools.features.cli`: ``python -m emotools extract``.
+
+>>> spec = FeatureSpec(level="windowed", window=1.0, hop=0.1)  # doctest: +SKIP
+>>> store = extract(corpora.scan("annotated", root), spec, out="data/features/x")  # doctest: +SKIP
+>>> store.load(store.utterances[0])  # start, end, 88 eGeMAPS functionals per window  # doctest: +SKIP
+"""
+
+from .batch import available_cores, extract
+from .cli import cli
+from .smile import (
+    LLD_HOP,
+    OPENSMILE_VERSION,
+    SAMPLE_RATE,
+    FeatureError,
+    FeatureSet,
+    FeatureSpec,
+    Level,
+    extract_file,
+    extract_signal,
+    feature_names,
+    to_int16,
+)
+from .store import FeatureStore, cache_key
+
+__all__ = [
+    "FeatureSet",
+    "Level",
+    "FeatureSpec",
+    "FeatureError",
+    "FeatureStore",
+    "SAMPLE_RATE",
+    "LLD_HOP",
+    "OPENSMILE_VERSION",
+    "available_cores",
+    "cache_key",
+    "cli",
+    "extract",
+    "extract_file",
+    "extract_signal",
+    "feature_names",
+    "to_int16",
+]
