@@ -1,0 +1,234 @@
+"""Sequence models: shapes, padding, receptive fields, references, overfitting."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from emotools import metrics, models
+
+NAMES = list(models.MODELS)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread (no OpenMP hand-offs); restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+REQUIRED = ["mlp", "lstm", "tdnn", "attention", "tdnn_lstm", "attention_tdnn", "attention_lstm",
+            "attention_tdnn_lstm", "tcn"]
+
+
+def tiny(name: str, n_features: int = 6, n_targets: int = 2, **extra) -> models.SequenceRegressor:
+    """A small, dropout-free instance of every architecture (fast tests)."""
+    options = {"hidden": 16, "dropout": 0.0}
+    fields = {f.name for f in dataclasses.fields(models.MODELS[name])}
+    if "heads" in fields:
+        options.update(heads=2, window=3)
+    if "contexts" in fields:
+        options.update(contexts=((-1, 0, 1), (-2, 0, 2)))
+    if "levels" in fields:
+        options.update(levels=3)
+    options.update(extra)
+    torch.manual_seed(0)
+    return models.build(name, n_features, n_targets, **options).eval()
+
+
+def test_registry_has_every_interface_name():
+    assert set(REQUIRED) <= set(models.MODELS)
+    for name, cls in models.MODELS.items():
+        assert cls.name == name
+        model = models.build(name)
+        assert model.name == name and model.n_parameters == sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_unknown_name_and_option_are_refused():
+    with pytest.raises(models.ModelConfigError, match="unknown model 'gru'.*lstm"):
+        models.build("gru")
+    with pytest.raises(models.ModelConfigError, match="unknown option.*'windw'"):
+        models.build("attention", windw=3)
+    with pytest.raises(models.ModelConfigError, match="divisible"):
+        models.build("attention", hidden=30, heads=4)
+    with pytest.raises(models.ModelConfigError, match="dropout"):
+        models.build("mlp", dropout=1.5)
+
+
+def test_config_round_trip_through_dict():
+    model = models.build("attention_tdnn_lstm", 10, 1, window=7, contexts=((-1, 0, 1),))
+    d = model.config.to_dict()
+    assert d["name"] == "attention_tdnn_lstm" and d["contexts"] == [[-1, 0, 1]]
+    again = models.config_from_dict(json.loads(json.dumps(d)))
+    assert again == model.config
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_output_shape_and_zero_padding(name):
+    model = tiny(name)
+    x = torch.randn(3, 23, 6)
+    lengths = torch.tensor([23, 17, 5])
+    y = model(x, lengths)
+    assert y.shape == (3, 23, 2) and y.dtype == torch.float32
+    assert torch.isfinite(y).all()
+    assert (y[1, 17:] == 0).all() and (y[2, 5:] == 0).all()
+    assert model(x).shape == (3, 23, 2)  # lengths default to all valid
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_padding_never_changes_valid_outputs(name):
+    model = tiny(name)
+    torch.manual_seed(1)
+    x = torch.randn(3, 40, 6)
+    lengths = torch.tensor([40, 29, 11])
+    y = model(x, lengths)
+    garbage = x.clone()
+    for b, n in enumerate(lengths.tolist()):
+        garbage[b, n:] = torch.randn(40 - n, 6) * 1e3
+    garbage[2, 20] = float("nan")  # even NaN in padding must not leak
+    y2 = model(garbage, lengths)
+    for b, n in enumerate(lengths.tolist()):
+        alone = model(x[b : b + 1, :n])[0]
+        torch.testing.assert_close(y2[b, :n], y[b, :n], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(y[b, :n], alone, atol=1e-5, rtol=1e-4)
+
+
+def gradient_support(model: models.SequenceRegressor, T: int, frames: range) -> int:
+    """Widest span of input frames with a non-zero gradient for one output frame."""
+    x = torch.randn(1, T, model.config.n_features, dtype=torch.float64, requires_grad=True)
+    model = model.double()
+    widest = 0
+    for t in frames:
+        x.grad = None
+        model(x)[0, t].sum().backward()
+        nz = (x.grad[0].abs().sum(-1) > 0).nonzero().flatten()
+        widest = max(widest, int(nz.max() - nz.min() + 1))
+    return widest
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_receptive_field_equals_gradient_support(name):
+    model = tiny(name)
+    rf = model.receptive_field
+    if rf is None:
+        T = 30  # unbounded: every frame of a short sequence matters
+        assert gradient_support(model, T, range(T // 2, T // 2 + 1)) == T
+        assert model.receptive_field_seconds(10.0) == math.inf
+    else:
+        T = rf + 60
+        middle = T // 2
+        # dsus: the context depends on the position modulo 2**levels
+        assert gradient_support(model, T, range(middle, middle + 8)) == rf
+        assert model.receptive_field_seconds(10.0) == pytest.approx(rf / 10.0)
+
+
+def test_default_receptive_fields_in_frames():
+    assert models.build("mlp").receptive_field == 1
+    assert models.build("tdnn").receptive_field == 1 + 4 + 6 + 12 + 24
+    assert models.build("attention").receptive_field == 1 + 2 * 50 * 2
+    assert models.build("attention_tdnn").receptive_field == 11 + 200
+    assert models.build("tcn").receptive_field == 253  # 25.3 s at 10 Hz: tens of seconds
+    assert models.build("attention", window=None).receptive_field is None
+    for name in ("lstm", "tdnn_lstm", "attention_lstm", "attention_tdnn_lstm"):
+        assert models.build(name).receptive_field is None
+
+
+def naive_local_attention(q, k, v, mask, window):
+    """Reference: explicit softmax(QK^T / sqrt(d)) with a band and key mask (O(T^2))."""
+    T = q.shape[2]
+    pos = torch.arange(T)
+    keep = mask[:, None, None, :].expand(-1, 1, T, -1)
+    if window is not None:
+        keep = keep & ((pos[:, None] - pos[None, :]).abs() <= window)
+    scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
+    scores = scores.masked_fill(~keep, float("-inf"))
+    return torch.softmax(scores, -1) @ v
+
+
+@pytest.mark.parametrize("T,window", [(37, 5), (40, 8), (9, 4), (12, 30), (33, None), (1, 3)])
+def test_local_attention_equals_explicit_softmax(T, window):
+    torch.manual_seed(T)
+    q, k, v = (torch.randn(2, 3, T, 4, dtype=torch.float64) for _ in range(3))
+    lengths = torch.tensor([T, max(1, T - 7)])
+    mask = models.lengths_to_mask(lengths, T)
+    out = models.local_attention(q, k, v, mask, window)
+    ref = naive_local_attention(q, k, v, mask, window)
+    for b, n in enumerate(lengths.tolist()):
+        torch.testing.assert_close(out[b, :, :n], ref[b, :, :n])
+    assert torch.isfinite(out).all()
+
+
+def test_tdnn_layer_equals_dilated_convolution():
+    torch.manual_seed(0)
+    layer = models.TDNNLayer(5, 7, (-3, 0, 3), dropout=0.0).double()
+    conv = torch.nn.Conv1d(5, 7, 3, dilation=3, padding=3).double()
+    with torch.no_grad():  # splice weight (out, [x[t-3]; x[t]; x[t+3]]) -> conv weight (out, in, tap)
+        conv.weight.copy_(layer.linear.weight.view(7, 3, 5).permute(0, 2, 1))
+        conv.bias.copy_(layer.linear.bias)
+    x = torch.randn(2, 20, 5, dtype=torch.float64)
+    mask = torch.ones(2, 20, dtype=torch.bool)
+    expected = layer.norm(F.relu(conv(x.transpose(1, 2)).transpose(1, 2)))
+    torch.testing.assert_close(layer(x, mask), expected)
+
+
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_lstm_block_equals_packed_torch_lstm(bidirectional):
+    torch.manual_seed(0)
+    block = models.LSTMBlock(5, 8, layers=2, bidirectional=bidirectional, dropout=0.0).double().eval()
+    ref = torch.nn.LSTM(5, 8, num_layers=2, bidirectional=bidirectional, batch_first=True).double()
+    with torch.no_grad():
+        for layer in range(2):
+            for direction, lstms in ((0, block.fwd), (1, block.bwd)):
+                if lstms is None:
+                    continue
+                suffix = f"_l{layer}" + ("_reverse" if direction else "")
+                for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                    getattr(ref, kind + suffix).copy_(getattr(lstms[layer], kind + "_l0"))
+    x = torch.randn(3, 15, 5, dtype=torch.float64)
+    lengths = torch.tensor([15, 9, 4])
+    mask = models.lengths_to_mask(lengths, 15)
+    packed = torch.nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    expected = torch.nn.utils.rnn.pad_packed_sequence(ref(packed)[0], batch_first=True, total_length=15)[0]
+    out = block(x, mask, lengths)
+    torch.testing.assert_close(out[mask], expected[mask])
+
+
+def test_bad_inputs_raise_model_errors():
+    model = tiny("mlp")
+    with pytest.raises(models.ModelConfigError, match=r"expected input \(batch, time, 6\)"):
+        model(torch.randn(2, 10, 5))
+    with pytest.raises(models.ModelConfigError, match="lengths"):
+        model(torch.randn(2, 10, 6), torch.tensor([10, 11]))
+    with pytest.raises(models.ModelConfigError, match="lengths"):
+        model(torch.randn(2, 10, 6), torch.tensor([10, 0]))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_architecture_overfits_one_small_batch(name):
+    torch.manual_seed(0)
+    B, T, nf = 2, 48, 6
+    x = torch.randn(B, T, nf)
+    # targets: a smooth non-linear function of the features, one per output
+    w = torch.randn(nf, 2)
+    y = torch.tanh(x @ w)
+    y = (y + y.roll(1, 1) + y.roll(-1, 1)) / 3
+    lengths = torch.tensor([T, T - 10])
+    mask = models.lengths_to_mask(lengths, T)
+    model = tiny(name, nf, 2).train()
+    optim = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(250):
+        loss = metrics.ccc_loss(model(x, lengths), y, mask)
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+    model.eval()
+    with torch.no_grad():
+        ccc = metrics.ccc_torch(model(x, lengths), y, mask)
+    assert (ccc > 0.95).all(), ccc
