@@ -30,6 +30,7 @@ import ctypes
 import json
 import operator
 import os
+import signal
 import struct
 import subprocess
 import sys
@@ -205,6 +206,9 @@ def _zygote_main() -> int:
     """The helper process: requests on stdin, samples on stdout (framed)."""
     # The protocol gets its own copy of stdout; fd 1 goes to stderr, so that
     # nothing the library might print can corrupt a frame.
+    # Ctrl-C (or a Jupyter kernel's interrupt of its process group) is for the
+    # caller; this process ends when the caller closes the pipe.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     inp, out = sys.stdin.buffer, os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     try:
