@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Literal, Sequence
@@ -178,6 +179,21 @@ def _train_cell(arch: str, mode: Mode, seed: int, splits: dict[str, list[Sequenc
                 round(time.perf_counter() - start, 1))
 
 
+def _train_cell_job(args: tuple) -> Cell:
+    """Train, score and save one cell on one CPU thread (the unit of parallel work)."""
+    import torch
+
+    arch, mode, seed, splits, targets, folder, fit_options, use_postprocess = args
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small models: one thread each, cells in parallel
+    try:
+        cell = _train_cell(arch, mode, seed, splits, targets, folder, fit_options, use_postprocess, False)
+    finally:
+        torch.set_num_threads(threads)
+    _save_cell(folder, cell)
+    return cell
+
+
 def run_grid(
     records: Sequence[SequenceRecord],
     *,
@@ -189,6 +205,7 @@ def run_grid(
     targets: Sequence[str] = ("arousal", "valence"),
     postprocess_chain: bool = True,
     run_dir: Path | None = None,
+    jobs: int | None = None,
     progress: bool = True,
     **fit_options: Any,
 ) -> GridResult:
@@ -206,6 +223,8 @@ def run_grid(
         postprocess_chain: also score after the AVEC chain tuned on dev.
         run_dir: where checkpoints and finished cells are cached (default
             ``results/checkpoints/<dataset>-<protocol>``).
+        jobs: cells trained at once, each in its own process on one CPU
+            thread (default: all cores). Results do not depend on it.
         fit_options: passed to :func:`emotools.training.fit` (epochs, loss, ...).
 
     Returns:
@@ -221,17 +240,34 @@ def run_grid(
     targets = tuple(targets)
     run_dir = run_dir or paths.results_dir() / "checkpoints" / f"{dataset}-{protocol}"
     key = _fingerprint(records, {"targets": targets, "post": postprocess_chain, **fit_options})
-    cells = []
     plan = [(a, m, s) for m in modes for s in seeds for a in architectures]
-    bar = tqdm(plan, desc=f"{dataset}/{protocol}", unit="model", disable=not progress)
-    for arch, mode, seed in bar:
-        bar.set_postfix_str(f"{arch} {mode} seed {seed}")
-        folder = run_dir / key / f"{arch}-{mode}-seed{seed}"
-        cell = _load_cell(folder)
-        if cell is None:
-            cell = _train_cell(arch, mode, seed, splits, targets, folder, fit_options, postprocess_chain, False)
-            _save_cell(folder, cell)
-        cells.append(cell)
+    folders = {p: run_dir / key / f"{p[0]}-{p[1]}-seed{p[2]}" for p in plan}
+    done = {p: c for p in plan if (c := _load_cell(folders[p])) is not None}
+    todo = [p for p in plan if p not in done]
+    jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo) or 1))
+    args = {p: (*p, splits, targets, folders[p], fit_options, postprocess_chain) for p in todo}
+    bar = tqdm(total=len(plan), initial=len(done), desc=f"{dataset}/{protocol}", unit="model", disable=not progress)
+    if jobs == 1:
+        for p in todo:
+            bar.set_postfix_str(f"{p[0]} {p[1]} seed {p[2]}")
+            done[p] = _train_cell_job(args[p])
+            bar.update()
+    else:
+        import concurrent.futures as cf
+        import multiprocessing as mp
+
+        # Fresh interpreters (spawn): forking a process that has used torch's
+        # thread pool can deadlock. Each cell is seeded, so the result does not
+        # depend on which worker trains it.
+        with cf.ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+            futures = {pool.submit(_train_cell_job, args[p]): p for p in todo}
+            for future in cf.as_completed(futures):
+                p = futures[future]
+                done[p] = future.result()
+                bar.set_postfix_str(f"{p[0]} {p[1]} seed {p[2]} done")
+                bar.update()
+    bar.close()
+    cells = [done[p] for p in plan]
     rows = [{"dataset": dataset, "protocol": protocol, "architecture": c.architecture, "mode": c.mode,
              "seed": c.seed, **r} for c in cells for r in c.rows]
     results = pd.DataFrame(rows)[RESULT_COLUMNS]

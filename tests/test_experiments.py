@@ -111,3 +111,15 @@ def test_limit_hours_keeps_whole_speakers_and_every_split() -> None:
     assert set(corpora.limit_hours(table, 3.5)["speaker"]) == set("abcd")
     with pytest.raises(ValueError, match="hours must be > 0"):
         corpora.limit_hours(table, 0)
+
+
+def test_parallel_cells_equal_serial_cells(tmp_path: Path) -> None:
+    recs = _records({"train": 3, "dev": 1, "test": 1}, seed=5)
+    kwargs = dict(dataset="toy", protocol="annotation", architectures=["mlp", "tcn"], epochs=2, chunk_s=6.0,
+                  progress=False, postprocess_chain=False)
+    serial = experiments.run_grid(recs, run_dir=tmp_path / "serial", jobs=1, **kwargs)
+    parallel = experiments.run_grid(recs, run_dir=tmp_path / "parallel", jobs=2, **kwargs)
+    pd.testing.assert_frame_equal(serial.results, parallel.results)
+    for a, b in zip(serial.cells, parallel.cells):
+        for x, y in zip(a.test_predictions, b.test_predictions):
+            np.testing.assert_array_equal(x, y)
