@@ -140,8 +140,11 @@ class ModelConfig:
             self.contexts = tuple(tuple(int(o) for o in layer) for layer in self.contexts)
             if not self.contexts or any(len(layer) == 0 for layer in self.contexts):
                 raise ModelConfigError(f"{self.name}: contexts must be non-empty offset lists, got {self.contexts}")
-        if hasattr(self, "heads") and self.hidden % self.heads:
-            raise ModelConfigError(f"{self.name}: hidden ({self.hidden}) must be divisible by heads ({self.heads})")
+        if hasattr(self, "heads") and (self.hidden % self.heads or (self.hidden // self.heads) % 2):
+            raise ModelConfigError(
+                f"{self.name}: hidden ({self.hidden}) must be divisible by heads ({self.heads}) into an even "
+                "head size (rotary positions rotate pairs)"
+            )
         if getattr(self, "window", None) is not None and self.window < 1:
             raise ModelConfigError(f"{self.name}: window must be >= 1 frame or None (global), got {self.window}")
 

@@ -12,7 +12,7 @@ its config, the feature normalization and the target names.
   random state is left untouched).
 * ``checkpoint_dir``: ``last.pt`` after every epoch (model, optimizer,
   random states, history, early-stopping state) so an interrupted fit
-  resumes where it stopped; ``model.pt`` + ``config.json`` for the best
+  resumes where it stopped; ``model.pt`` + ``model.json`` for the best
   model. Every checkpoint loads with ``torch.load(weights_only=True)``.
 * :func:`evaluate` reports both CCC protocols, always named:
   concatenated recordings (AVEC 2019 / MuSe) and the mean per-recording CCC
@@ -171,7 +171,7 @@ class TrainedModel:
         }
 
     def save(self, path: str | Path) -> Path:
-        """Write one checkpoint file (state_dict + config JSON + normalization) and ``config.json`` beside it."""
+        """Write one checkpoint file (state_dict + config JSON + normalization) and a readable ``<stem>.json`` beside it."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         _atomic_save({
@@ -181,7 +181,7 @@ class TrainedModel:
             "normalization": json.dumps(self.normalizer.state_dict()),
             "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
         }, path)
-        (path.parent / "config.json").write_text(
+        path.with_suffix(".json").write_text(
             json.dumps({"model": self.model.config.to_dict(), **self._meta()}, indent=2, default=float)
         )
         return path
@@ -409,7 +409,7 @@ def fit(
         seed: initialization, dropout and shuffling.
         device: ``"cuda"`` / ``"cpu"``; default cuda when available.
         checkpoint_dir: write ``last.pt`` every epoch and ``model.pt`` /
-            ``config.json`` for the best model; with ``resume`` an existing
+            ``model.json`` for the best model; with ``resume`` an existing
             ``last.pt`` of the same run is continued.
         resume: continue from ``checkpoint_dir/last.pt`` if present.
         progress: tqdm bar over epochs.

@@ -58,6 +58,8 @@ def test_unknown_name_and_option_are_refused():
         models.build("attention", windw=3)
     with pytest.raises(models.ModelConfigError, match="divisible"):
         models.build("attention", hidden=30, heads=4)
+    with pytest.raises(models.ModelConfigError, match="even head size"):
+        models.build("attention", hidden=18, heads=2)
     with pytest.raises(models.ModelConfigError, match="dropout"):
         models.build("mlp", dropout=1.5)
 

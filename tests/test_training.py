@@ -194,7 +194,7 @@ def test_checkpoint_round_trip(data, tmp_path):
     raw = torch.load(path, weights_only=True)  # plain tensors and strings only
     assert set(raw) == {"format", "config", "meta", "normalization", "state_dict"}
     assert json.loads(raw["config"])["window"] == 5 and json.loads(raw["normalization"])["mode"] == "speaker"
-    config = json.loads((tmp_path / "copy" / "config.json").read_text())
+    config = json.loads((tmp_path / "copy" / "model.json").read_text())
     assert config["model"]["name"] == "attention_lstm" and config["targets"] == ["arousal", "valence"]
     for source in (path, tmp_path / "model.pt"):  # explicit save and the best model written by fit
         loaded = training.load(source)
