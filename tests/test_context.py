@@ -1,0 +1,455 @@
+"""The long-context study: settings, relabelling at other lags, sweeps, cost, frontier, conclusions."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+
+from emotools import context, experiments, labels, metrics, models, plots, postprocess
+from emotools.sequences import SequenceRecord
+
+# --------------------------------------------------------------------------- settings
+
+
+@pytest.mark.parametrize("layers", [1, 2, 3, 4, 5, 6])
+def test_tdnn_depth_doubles_the_receptive_field(layers: int) -> None:
+    setting = context.Setting("tdnn", "layers", layers)
+    expected = 5 + 6 * (2 ** (layers - 1) - 1)  # 5 taps, then offsets +-3, +-6, +-12, ...
+    assert setting.receptive_field_frames() == expected
+    assert setting.receptive_field_s(10.0) == pytest.approx(expected / 10.0)
+    if layers == 4:  # the registry's default TDNN
+        assert context.tdnn_contexts(4) == models.TDNN_CONTEXTS
+
+
+def test_setting_knobs_map_to_model_and_training_options() -> None:
+    attention = context.Setting("attention", "window", 25)
+    assert attention.model_options == {"window": 25}
+    assert attention.receptive_field_frames() == 1 + 2 * 25 * models.AttentionConfig.attention_layers
+    assert attention.name == "attention (window 25)"
+    tcn = context.Setting("tcn", "levels", 3)
+    assert tcn.receptive_field_frames() == 1 + 2 * (3 - 1) * (2**3 - 1)
+    lstm = context.Setting("lstm", "chunk_s", 5.0)
+    assert lstm.model_options == {} and lstm.chunk_s(30.0) == 5.0
+    assert math.isinf(lstm.receptive_field_s()) and lstm.context_s(30.0) == 5.0
+    assert context.Setting("mlp").context_s(30.0) == pytest.approx(0.1) and context.Setting("mlp").name == "mlp"
+    assert context.Setting("lstm").context_s(30.0) == 30.0  # unbounded: the training chunk is its context
+
+
+def test_bad_settings_and_grids_are_named() -> None:
+    with pytest.raises(context.ContextError, match="unknown family 'gru'"):
+        context.Setting("gru")
+    with pytest.raises(context.ContextError, match="mlp: unknown knob 'window'"):
+        context.Setting("mlp", "window", 5)
+    with pytest.raises(context.ContextError, match="lstm: has no TDNN layers"):
+        context.Setting("lstm", "layers", 3)
+    with pytest.raises(context.ContextError, match="window must be > 0"):
+        context.Setting("attention", "window", 0)
+    with pytest.raises(context.ContextError, match="mlp: no context knob"):
+        context.settings_from_grid({"mlp": [1, 2]})
+    with pytest.raises(context.ContextError, match="unknown family 'cnn'"):
+        context.settings_from_grid({"cnn": []})
+
+
+def test_grid_plan_and_deduplication() -> None:
+    settings = context.settings_from_grid({"mlp": [], "tdnn": [2, 4], "lstm": [30.0]})
+    assert [s.name for s in settings] == ["mlp", "tdnn (2 layers)", "tdnn (4 layers)", "lstm (chunk 30 s)"]
+    extra = [context.Setting("tdnn"), context.Setting("lstm"), context.Setting("tcn")]
+    unique = context.unique_settings(settings + extra, chunk_s=30.0)
+    # tdnn's default config is the 4-layer TDNN; lstm's default trains on the same 30-s chunks
+    assert [s.name for s in unique] == ["mlp", "tdnn (2 layers)", "tdnn (4 layers)", "lstm (chunk 30 s)", "tcn"]
+    assert len(context.unique_settings(settings + extra, chunk_s=10.0)) == 6
+    plan = context.make_plan(settings[:2], study_lag_s=3.0, lags_s=[0.0, 4.0], lag_settings=[settings[0]])
+    assert [(lag, s.name) for lag, s in plan] == [(3.0, "mlp"), (3.0, "tdnn (2 layers)"), (0.0, "mlp"), (4.0, "mlp")]
+    table = context.plan_table(plan, chunk_s=30.0)
+    assert table["receptive_field_s"].tolist() == pytest.approx([0.1, 1.1, 0.1, 0.1])
+    assert table["parameters"].iloc[1] == models.build("tdnn", contexts=context.tdnn_contexts(2)).n_parameters
+
+
+# --------------------------------------------------------------------------- labels at other lags
+
+
+def test_lag_model_scales_the_raters_lags_and_reproduces_the_corpus_at_its_own_lag() -> None:
+    reference = labels.AnnotationModel(seed=5)
+    assert context.lag_model(reference.lag_mean, seed=5) == reference
+    zero = context.lag_model(0.0, seed=5).panel()
+    assert all(r.lag == 0.0 for r in zero)
+    four = context.lag_model(4.0, seed=5).panel()
+    assert np.mean([r.lag for r in four]) == pytest.approx(4.0, abs=1e-3)
+    assert [r.smoothing for r in four] == [r.smoothing for r in reference.panel()]  # only the lags change
+    with pytest.raises(context.ContextError, match="lag must be"):
+        context.lag_model(-1.0, seed=0)
+
+
+def _latent_corpus(tmp_path: Path, n: int = 2, seconds: float = 240.0) -> pd.DataFrame:
+    """Annotation files with a smooth random latent, as emotools.synth stores them."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for i in range(n):
+        t = np.round(np.arange(int(seconds * 10)) / 10.0, 6)
+        walk = np.convolve(rng.normal(size=len(t) + 200), np.ones(60) / 60, mode="same")[100:-100]
+        latent = np.tanh(3 * walk)
+        frame = pd.DataFrame({"time": t, "arousal": latent, "valence": -latent,
+                              "arousal_latent": latent, "valence_latent": -latent})
+        path = tmp_path / f"rec{i}.csv"
+        frame.to_csv(path, index=False)
+        rows.append({"utterance": f"rec{i}", "annotation": str(path), "split": "test" if i == 0 else "train"})
+    return pd.DataFrame(rows)
+
+
+def _lag_of(latent: np.ndarray, signal: np.ndarray, rate: float = 10.0) -> float:
+    # the delay d (s) maximising corr(latent(t - d), signal(t)): an independent estimate
+    best, arg = -np.inf, 0
+    for d in range(0, 100):
+        r = np.corrcoef(latent[: len(latent) - d], signal[d:])[0, 1]
+        if r > best:
+            best, arg = r, d
+    return arg / rate
+
+
+def test_relabelled_lag_moves_the_labels_by_the_lag(tmp_path: Path) -> None:
+    table = _latent_corpus(tmp_path)
+    zero = context.lag_labels(table, 0.0, seed=0)
+    four = context.lag_labels(table, 4.0, seed=0)
+    for rec in table["utterance"]:
+        latent = zero[rec]["arousal_latent"].to_numpy()
+        shift = _lag_of(latent, four[rec]["arousal_ceiling"].to_numpy()) - _lag_of(
+            latent, zero[rec]["arousal_ceiling"].to_numpy())
+        assert shift == pytest.approx(4.0, abs=0.35)
+        assert not np.allclose(zero[rec]["arousal"], four[rec]["arousal"])
+    # the ceiling is the CCC of gold and ceiling over the test recordings, concatenated
+    records = [SequenceRecord(id=u, x=np.zeros((len(zero[u]), 1)), time=zero[u]["time"].to_numpy(), rate_hz=10.0,
+                              y=zero[u][["arousal", "valence"]].to_numpy(), split=s)
+               for u, s in zip(table["utterance"], table["split"])]
+    ceiling = context.annotation_ceiling(four, records)
+    test = four["rec0"]
+    assert ceiling["arousal"] == pytest.approx(metrics.ccc(test["arousal"], test["arousal_ceiling"]), abs=1e-9)
+    assert 0.5 < ceiling["arousal"] <= 1.0
+
+
+def test_with_labels_keeps_features_and_takes_labels_by_time() -> None:
+    t = np.arange(5) / 10.0
+    rec = SequenceRecord(id="a", x=np.arange(6.0).reshape(3, 2), time=t[1:4], rate_hz=10.0, y=np.zeros((3, 2)),
+                         split="test")
+    frame = pd.DataFrame({"time": t, "arousal": [0.0, 0.1, 0.2, 0.3, 0.4], "valence": [1.0, 1.1, 1.2, 1.3, 1.4]})
+    [new] = context.with_labels([rec], {"a": frame})
+    assert new.y[:, 0].tolist() == pytest.approx([0.1, 0.2, 0.3])
+    assert new.y[:, 1].tolist() == pytest.approx([1.1, 1.2, 1.3])
+    assert np.array_equal(new.x, rec.x)
+    with pytest.raises(context.ContextError, match="a: no label frame"):
+        context.with_labels([rec], {})
+    with pytest.raises(context.ContextError, match="a: the label frame lacks"):
+        context.with_labels([rec], {"a": frame.iloc[:2]})
+
+
+# --------------------------------------------------------------------------- sweeps
+
+
+def _records(lag_frames: int = 0, *, frames: int = 150) -> list[SequenceRecord]:
+    """Labels a smoothed, delayed function of the features: context and delay both matter."""
+    rng = np.random.default_rng(0)
+    out = []
+    for split, n in (("train", 4), ("dev", 1), ("test", 1)):
+        for i in range(n):
+            x = rng.normal(size=(frames, 4)).astype(np.float32)
+            a = np.convolve(x[:, 0], np.ones(9) / 9, mode="same")
+            a = np.concatenate([np.full(lag_frames, a[0]), a[: frames - lag_frames]])
+            y = np.stack([a, -np.convolve(x[:, 1], np.ones(3) / 3, mode="same")], axis=1)
+            out.append(SequenceRecord(id=f"{split}{i}", x=x, y=y, time=np.arange(frames) / 10.0, rate_hz=10.0,
+                                      speaker=f"s{split}{i}", session=f"{split}{i}", split=split))
+    return out
+
+
+def test_run_sweep_rows_caching_and_parallel_equal_serial(tmp_path: Path) -> None:
+    records_by_lag = {0.0: _records(0), 2.0: _records(20)}
+    mlp, tdnn = context.Setting("mlp"), context.Setting("tdnn", "layers", 2)
+    plan = context.make_plan([mlp, tdnn], study_lag_s=2.0, lags_s=[0.0], lag_settings=[mlp])
+    options = dict(seeds=[0, 1], epochs=2, chunk_s=6.0, progress=False)
+    sweep = context.run_sweep(records_by_lag, plan, run_dir=tmp_path / "serial", jobs=1, **options)
+    r = sweep.results
+    assert set(zip(r["lag_s"], r["setting"])) == {(2.0, "mlp"), (2.0, "tdnn (2 layers)"), (0.0, "mlp")}
+    # per (lag, setting): 2 seeds x 2 targets x (2 splits x raw/avec + test with the delay step only)
+    assert r.groupby(["lag_s", "setting"]).size().tolist() == [2 * 2 * 5] * 3
+    assert set(r["postprocess"]) == {"none", "avec", "delay"}
+    delay = r[r["postprocess"] == "delay"]
+    assert (delay["split"] == "test").all() and delay["delay_s"].between(0, 6).all()
+    assert set(r["protocol"]) == {"annotation, lag 0 s", "annotation, lag 2 s"}
+    assert r.loc[r["setting"] == "tdnn (2 layers)", "receptive_field_s"].eq(1.1).all()
+    assert (r["architecture"] == r["setting"]).all() and r["ccc"].notna().all() and (r["train_seconds"] >= 0).all()
+    assert len(sweep.predictions(2.0, "mlp")) == 1 and sweep.predictions(2.0, "mlp")[0].shape == (150, 2)
+    assert sweep.best(2.0, split="dev") in {"mlp", "tdnn (2 layers)"}
+    # a rerun is served from the cache; worker processes give the same numbers
+    again = context.run_sweep(records_by_lag, plan, run_dir=tmp_path / "serial", jobs=1, **options)
+    pd.testing.assert_frame_equal(again.results, r)
+    parallel = context.run_sweep(records_by_lag, plan, run_dir=tmp_path / "parallel", jobs=2, **options)
+    cols = ["lag_s", "setting", "seed", "target", "split", "postprocess", "ccc", "mse"]
+    pd.testing.assert_frame_equal(parallel.results[cols], r[cols])
+    assert sweep.failures.empty
+    # a point that cannot be trained is recorded, the others go on
+    bad = context.Setting("tcn", "kernel", 4)  # even kernels cannot be centred
+    partial = context.run_sweep(records_by_lag, [(2.0, mlp), (2.0, bad)], run_dir=tmp_path / "serial", jobs=1,
+                                **options)
+    assert set(partial.results["setting"]) == {"mlp"}
+    assert partial.failures[["lag_s", "setting"]].values.tolist() == [[2.0, "tcn (kernel 4)"]]
+    assert "odd" in partial.failures["reason"].iloc[0]
+    with pytest.raises(context.ContextError, match="every point of the sweep failed"):
+        context.run_sweep(records_by_lag, [(2.0, bad)], run_dir=tmp_path / "serial", jobs=1, **options)
+    with pytest.raises(context.ContextError, match=r"no records for lag\(s\) \[4.0\]"):
+        context.run_sweep(records_by_lag, [(4.0, mlp)], run_dir=tmp_path / "x", jobs=1, **options)
+
+
+def test_delay_only_rows_apply_just_the_delay_step() -> None:
+    recs = _records()[-1:]
+    truth = recs[0].y
+    k = 7
+    early = np.concatenate([truth[k:], np.repeat(truth[-1:], k, axis=0)])  # predicts k frames too early
+    chain = postprocess.PostProcessor(("arousal", "valence"), 10.0, [
+        postprocess.TargetSteps(delay_frames=k, smoothing="median", smoothing_param=9, offset=5.0),
+        postprocess.TargetSteps(delay_frames=0, offset=-5.0)])
+    cell = experiments.Cell("mlp", "joint", 0, ("arousal", "valence"), [], pd.DataFrame(), [early],
+                            chain.to_dict())
+    rows = {r["target"]: r for r in context.delay_only_rows(cell, recs)}
+    assert rows["arousal"]["delay_s"] == pytest.approx(0.7) and rows["valence"]["delay_s"] == 0.0
+    assert rows["arousal"]["ccc"] == pytest.approx(metrics.ccc(truth[:, 0], postprocess.delay(early[:, 0], k)))
+    assert rows["arousal"]["ccc"] > 0.99 > metrics.ccc(truth[:, 0], early[:, 0])  # no smoothing, no offset
+    assert rows["valence"]["ccc"] == pytest.approx(metrics.ccc(truth[:, 1], early[:, 1]))
+    assert all(r["postprocess"] == "delay" and r["split"] == "test" for r in rows.values())
+
+
+# --------------------------------------------------------------------------- analysis on hand-made tables
+
+
+def _study_table() -> pd.DataFrame:
+    """A results table as run_sweep writes it, with numbers chosen by hand."""
+    rows = []
+
+    def add(lag, family, knob, value, ctx, ccc_by_target, post="none", seeds=(0, 1), delay_s=np.nan):
+        name = family if knob is None else f"{family} ({knob} {value})"
+        for seed in seeds:
+            for target, c in ccc_by_target.items():
+                rows.append({"dataset": "ground_truth", "protocol": f"annotation, lag {lag:g} s", "architecture": name,
+                             "target": target, "mode": "joint", "seed": seed, "split": "test", "postprocess": post,
+                             "ccc": c + (0.01 if seed else -0.01), "family": family, "setting": name,
+                             "knob": knob or "", "value": value, "receptive_field_s": ctx, "context_s": ctx,
+                             "lag_s": lag, "delay_s": delay_s})
+
+    for lag, shift in ((3.0, 0.0), (0.0, 0.1)):
+        add(lag, "mlp", None, None, 0.1, {"arousal": 0.30 + shift, "valence": 0.20 + shift})
+        add(lag, "mlp", None, None, 0.1, {"arousal": 0.50 + shift, "valence": 0.30 + shift}, post="delay", delay_s=lag)
+        for value, ctx, c in ((2, 1.1, 0.40), (4, 4.7, 0.69), (6, 19.1, 0.70)):
+            add(lag, "tdnn", "layers", value, ctx, {"arousal": c + shift, "valence": c - 0.1 + shift})
+            add(lag, "tdnn", "layers", value, ctx, {"arousal": c + shift + 0.05, "valence": c - 0.05 + shift},
+                post="delay", delay_s=0.4)
+    return pd.DataFrame(rows)
+
+
+def test_context_curve_and_saturation_on_a_hand_made_table() -> None:
+    curve = context.context_curve(_study_table())
+    tdnn = curve[(curve["lag_s"] == 3.0) & (curve["family"] == "tdnn") & (curve["target"] == "arousal")]
+    assert tdnn["context_s"].tolist() == [1.1, 4.7, 19.1]
+    assert tdnn["ccc"].tolist() == pytest.approx([0.40, 0.69, 0.70])  # mean of the two seeds
+    assert tdnn["ccc_sd"].tolist() == pytest.approx([np.std([-0.01, 0.01], ddof=1)] * 3)
+    sat = context.saturation(curve, tolerance=0.02).set_index(["lag_s", "family", "target"])
+    row = sat.loc[(3.0, "tdnn", "arousal")]
+    assert row["saturation_s"] == 4.7 and row["best_context_s"] == 19.1
+    assert row["gain"] == pytest.approx(0.30) and row["saturation_setting"] == "tdnn (layers 4)"
+    assert context.saturation(curve, tolerance=0.0).set_index(["lag_s", "family", "target"]).loc[
+        (3.0, "tdnn", "arousal"), "saturation_s"] == 19.1
+    with pytest.raises(context.ContextError, match="no rows"):
+        context.context_curve(_study_table(), split="dev")
+
+
+def test_lag_table_compares_floor_context_and_delay_compensation() -> None:
+    table = context.lag_table(_study_table(), ceilings={3.0: {"arousal": 0.97, "valence": 0.95}})
+    row = table.set_index(["lag_s", "target"]).loc[(3.0, "arousal")]
+    assert row["floor_raw"] == pytest.approx(0.30) and row["floor_delay"] == pytest.approx(0.50)
+    assert row["floor_delay_s"] == 3.0 and row["best_setting"] == "tdnn (layers 6)"
+    assert row["best_raw"] == pytest.approx(0.70) and row["best_delay"] == pytest.approx(0.75)
+    assert row["ceiling"] == 0.97
+    assert math.isnan(table.set_index(["lag_s", "target"]).loc[(0.0, "arousal")]["ceiling"])
+
+
+def test_pareto_front_on_a_hand_made_table() -> None:
+    cost = [1.0, 2.0, 2.0, 3.0, 0.5, np.nan, 4.0]
+    score = [0.5, 0.7, 0.6, 0.7, 0.1, 0.99, 0.9]
+    # 0.5 cheapest; (1, .5) and (2, .7) better for their cost; (2, .6) and (3, .7) dominated by (2, .7); NaN never
+    assert context.pareto_front(cost, score).tolist() == [True, True, False, False, True, False, True]
+    assert context.pareto_front([1.0, 1.0], [0.5, 0.5]).tolist() == [True, True]  # ties dominate nobody
+    with pytest.raises(context.ContextError, match="differ in length"):
+        context.pareto_front([1.0], [0.1, 0.2])
+
+
+def _costs() -> pd.DataFrame:
+    rows = []
+    for setting, family, per_minute in (("mlp", "mlp", 0.001), ("tdnn (layers 2)", "tdnn", 0.002),
+                                        ("tdnn (layers 4)", "tdnn", 0.004), ("tdnn (layers 6)", "tdnn", 0.003)):
+        for minutes in (1.0, 10.0):
+            rows.append({"setting": setting, "family": family, "minutes": minutes,
+                         "infer_seconds_per_hour": per_minute * 60 * (2.0 if minutes == 1.0 else 1.0),
+                         "infer_peak_mb": minutes, "train_epoch_seconds": minutes * 0.5, "parameters": 10, "error": ""})
+    return pd.DataFrame(rows)
+
+
+def test_frontier_table_uses_the_longest_length_and_marks_the_front() -> None:
+    f = context.frontier_table(_study_table(), _costs(), lag_s=3.0).set_index("setting")
+    assert f.loc["mlp", "minutes"] == 10.0 and f.loc["mlp", "infer_seconds_per_hour"] == pytest.approx(0.06)
+    assert f.loc["mlp", "train_epoch_seconds_per_hour"] == pytest.approx(5.0 * 6)
+    assert f.loc["mlp", "ccc"] == pytest.approx(0.25)  # mean of the targets, raw predictions
+    assert f["on_front"].to_dict() == {"mlp": True, "tdnn (layers 2)": True, "tdnn (layers 6)": True,
+                                       "tdnn (layers 4)": False}
+    assert list(f.index) == ["mlp", "tdnn (layers 2)", "tdnn (layers 6)", "tdnn (layers 4)"]  # by cost
+
+
+def test_conclusions_are_written_from_the_numbers() -> None:
+    results = _study_table()
+    curve = context.context_curve(results)
+    sat = context.saturation(curve, tolerance=0.02)
+    lags = context.lag_table(results)
+    frontier = context.frontier_table(results, _costs(), lag_s=3.0)
+    text = context.conclusions(curve, sat, lags, frontier, ceilings={"arousal": 0.97, "valence": 0.95},
+                               study_lag_s=3.0)
+    assert "best test CCC 0.700 by `tdnn (layers 6)`" in text and "0.270 remains" in text
+    assert "+0.300 CCC from 1.1 s to 4.7 s" in text
+    assert "Delay compensation does not substitute for context" in text
+    assert "the cheapest within 0.02 CCC of it is `tdnn (layers 6)`" in text
+    # other numbers, other words: a floor that delay compensation lifts to the best model's level
+    better = results.copy()
+    better.loc[(better["family"] == "mlp") & (better["postprocess"] == "delay"), "ccc"] = 0.8
+    text2 = context.conclusions(curve, sat, context.lag_table(better), frontier,
+                                ceilings={"arousal": 0.97, "valence": 0.95}, study_lag_s=3.0)
+    assert "Delay compensation substitutes for context" in text2
+
+
+def test_study_views_rebuild_what_the_poster_draws() -> None:
+    results = _study_table()
+    ceilings = context.ceiling_table({3.0: {"arousal": 0.97, "valence": 0.95}, 0.0: {"arousal": 0.99}})
+    assert context.ceilings_from_table(ceilings) == {3.0: {"arousal": 0.97, "valence": 0.95}, 0.0: {"arousal": 0.99}}
+    views = context.study_views(results, costs=_costs(), ceilings=ceilings)
+    assert views.study_lag_s in (0.0, 3.0) and views.ceilings == views.lag_ceilings[views.study_lag_s]
+    assert set(views.curve["lag_s"]) == {views.study_lag_s}
+    assert set(views.lag_curve["setting"]) == set(results["setting"])  # every setting ran at both lags
+    assert views.frontier is not None and views.frontier["on_front"].any()
+    assert context.study_views(results).frontier is None
+
+
+# --------------------------------------------------------------------------- cost
+
+
+def test_peak_memory_sees_a_known_allocation() -> None:
+    size = 64 * 2**20
+
+    def allocate() -> int:
+        a = np.ones(size // 8)  # touched: resident
+        return int(a.nbytes)
+
+    nbytes, m = context.peak_memory(allocate)
+    assert nbytes == size and m["seconds"] >= 0 and m["cpu_seconds"] >= 0
+    if m["memory_method"] == "VmHWM reset":
+        assert m["peak_bytes"] == pytest.approx(size, rel=0.15)
+    else:
+        assert m["peak_bytes"] >= 0
+
+
+def test_measure_costs_every_architecture_at_a_tiny_length_and_failures_go_on() -> None:
+    settings = [context.Setting(name) for name in models.MODELS] + [context.Setting("tcn", "kernel", 4)]
+    costs = context.measure_costs(settings, [0.05], repeats=1, train_epochs=1, chunk_s=1.0, progress=False)
+    ok, bad = costs.iloc[:-1], costs.iloc[-1]
+    assert ok["setting"].tolist() == list(models.MODELS)
+    assert (ok["error"] == "").all(), ok["error"].tolist()
+    assert (ok["frames"] == 30).all() and (ok["minutes"] == 0.05).all()
+    for column in ("infer_seconds", "infer_cpu_seconds", "train_epoch_seconds", "parameters"):
+        assert (ok[column].astype(float) > 0).all(), column
+    assert (ok["infer_peak_mb"] >= 0).all() and (ok["train_peak_mb"] >= 0).all()
+    assert ok["infer_seconds_per_hour"].tolist() == pytest.approx((ok["infer_seconds"] * 60 / 0.05).tolist())
+    assert ok.set_index("setting").loc["tdnn", "parameters"] == models.build("tdnn").n_parameters
+    assert "odd" in bad["error"] and math.isnan(bad["receptive_field_s"])
+    with pytest.raises(context.ContextError, match="must be > 0 minutes"):
+        context.measure_costs(settings[:1], [0.0])
+
+
+# --------------------------------------------------------------------------- poster helpers
+
+
+def test_trajectory_frame_is_tidy_with_rater_band() -> None:
+    t = np.arange(4) / 10.0
+    rec = SequenceRecord(id="r", x=np.zeros((4, 1)), time=t, rate_hz=10.0, y=[[0, 1], [1, 2], [2, 3], [3, 4]],
+                         speaker="spk")
+    frame = pd.DataFrame({"time": t, "arousal": 0.0, "valence": 0.0, "arousal_r1": [0, 1, 2, 3],
+                          "arousal_r2": [3, 2, 1, 0], "arousal_latent": 0.5})
+    tidy = context.trajectory_frame(rec, {"mlp": np.full((4, 2), 0.25)}, frame=frame)
+    a = tidy[tidy["target"] == "arousal"].pivot(index="time", columns="series", values="value")
+    assert sorted(a.columns) == ["gold", "latent", "mlp", "raters_max", "raters_min"]
+    assert a["raters_min"].tolist() == [0, 1, 1, 0] and a["raters_max"].tolist() == [3, 2, 2, 3]
+    assert a["gold"].tolist() == [0, 1, 2, 3] and (a["mlp"] == 0.25).all()
+    v = tidy[tidy["target"] == "valence"]
+    assert set(v["series"]) == {"gold", "mlp"} and set(tidy["speaker"]) == {"spk"}
+
+
+def test_collect_results_notes_missing_and_unreadable_tables(tmp_path: Path) -> None:
+    pd.DataFrame({"prediction": ["perfect"], "ccc": [1.0], "pearson": [1.0], "mse": [0.0]}).to_csv(
+        tmp_path / "00_metrics.csv", index=False)
+    (tmp_path / "VoxCeleb1.csv").write_bytes(b"\x00\x01\x02 not a table \xff")
+    found, notes = context.collect_results(["00_metrics", "VoxCeleb1", "long_context"], folder=tmp_path)
+    assert list(found) == ["00_metrics"] and found["00_metrics"]["ccc"].iloc[0] == 1.0
+    assert any(n.startswith("long_context: no results/long_context.csv") for n in notes)
+    assert any(n.startswith("VoxCeleb1:") for n in notes) or "VoxCeleb1" in found
+
+
+def test_architecture_results_keep_test_raw_rows_and_one_mode() -> None:
+    base = {c: 0 for c in experiments.RESULT_COLUMNS}
+    rows = []
+    for mode in ("joint", "separate"):
+        for split in ("dev", "test"):
+            for post in ("none", "avec"):
+                rows.append({**base, "dataset": "ground_truth", "protocol": "annotation", "architecture": "mlp",
+                             "target": "arousal", "mode": mode, "split": split, "postprocess": post})
+    rows.append({**base, "dataset": "librispeech", "protocol": "seed", "architecture": "lstm", "target": "arousal",
+                 "mode": "separate", "split": "test", "postprocess": "none"})
+    table = pd.DataFrame(rows)
+    out = context.architecture_results({"01_ground_truth": table.iloc[:-1], "LibriSpeech": table.iloc[-1:],
+                                        "00_metrics": pd.DataFrame({"prediction": ["x"]})})
+    assert out[["dataset", "mode", "split", "postprocess"]].values.tolist() == [
+        ["ground_truth", "joint", "test", "none"], ["librispeech", "separate", "test", "none"]]
+    assert context.architecture_results({}).empty
+
+
+def test_study_figures_have_labelled_axes() -> None:
+    curve = context.context_curve(_study_table())
+    fig = plots.plot_context_curves(curve[curve["lag_s"] == 3.0], ceilings={"arousal": 0.97})
+    ax = fig.axes[0]
+    assert "(s" in ax.get_xlabel() and "CCC" in ax.get_ylabel() and ax.get_title()
+    assert {t.get_text() for t in ax.get_legend().get_texts()} >= {"tdnn", "mlp (frame-local floor)",
+                                                                     "annotation ceiling"}
+    frontier = context.frontier_table(_study_table(), _costs(), lag_s=3.0)
+    fig2 = plots.plot_poster_overview(frontier=frontier, curve=curve[curve["lag_s"] == 3.0])
+    assert len(fig2.axes) == 6 and "per hour" in fig2.axes[4].get_xlabel()
+    plt.close("all")
+
+
+def test_shortfall_of_short_contexts_against_the_lag() -> None:
+    results = _study_table()
+    flat = context.shortfall(context.context_curve(results))
+    assert set(flat["reference"]) == {"tdnn (layers 6)"} and set(flat["setting"]) == {"tdnn (layers 2)",
+                                                                                      "tdnn (layers 4)"}
+    four = flat[(flat["setting"] == "tdnn (layers 4)") & (flat["target"] == "arousal")].sort_values("lag_s")
+    assert four["shortfall"].tolist() == pytest.approx([0.01, 0.01])  # same gap at lag 0 and 3
+    # make the short context fall further behind at the longer lag
+    worse = results.copy()
+    worse.loc[(worse["setting"] == "tdnn (layers 4)") & (worse["lag_s"] == 3.0) & (worse["postprocess"] == "none"),
+              "ccc"] -= 0.3
+    curve = context.context_curve(worse)
+    grown = context.shortfall(curve)
+    four = grown[(grown["setting"] == "tdnn (layers 4)") & (grown["target"] == "arousal")].sort_values("lag_s")
+    assert four["shortfall"].tolist() == pytest.approx([0.01, 0.31])
+    text = context.conclusions(curve, context.saturation(curve), context.lag_table(worse),
+                               context.frontier_table(worse, _costs(), lag_s=3.0), ceilings={}, study_lag_s=3.0)
+    assert "`tdnn (layers 4)` (4.7 s) falls short of `tdnn (layers 6)` (19.1 s) by 0.010 at 0 s, 0.310 at 3 s" in text
+    assert "the context needed grows with the lag" in text
+    flat_text = context.conclusions(context.context_curve(results), context.saturation(context.context_curve(results)),
+                                    context.lag_table(results), context.frontier_table(results, _costs(), lag_s=3.0),
+                                    ceilings={}, study_lag_s=3.0)
+    assert "no clear growth of the context needed" in flat_text
