@@ -25,7 +25,6 @@ import json
 import os
 import re
 import sys
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,16 +67,6 @@ def sample_root(corpus: SampleCorpus, *, out: str | os.PathLike | None = None) -
     return Path(out if out is not None else samples_dir()).expanduser().absolute() / corpus
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.partial")
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
 def _video_id(rng: np.random.Generator) -> str:
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
     return "".join(alphabet[i] for i in rng.integers(0, len(alphabet), size=11))
@@ -116,7 +105,7 @@ def _write_corpus(corpus: str, root: Path, size: SampleSize, seed: int, progress
     from tqdm.auto import tqdm
 
     from .audio import write_audio
-    from .synth import SR, render_session, speaker_catalogue
+    from .synth import SR, _atomic_text, render_session, speaker_catalogue
 
     config = {"format": "emotools.samples", "version": _VERSION, "corpus": corpus, "seed": int(seed),
               "speakers": size.speakers, "sessions": size.sessions, "minutes": size.minutes}
