@@ -75,6 +75,7 @@ __all__ = [
     "StudyViews",
     "study_views",
     "conclusions",
+    "TRAJECTORY_COLUMNS",
     "trajectory_frame",
     "ceiling_table",
     "ceilings_from_table",
@@ -151,7 +152,8 @@ class Setting:
         if self.knob == "layers" and "contexts" not in _fields(self.family):
             raise ContextError(f"{self.family}: has no TDNN layers to vary")
         if self.knob not in ("layers", "chunk_s") and self.knob not in _fields(self.family):
-            raise ContextError(f"{self.family}: unknown knob {self.knob!r}; config fields: {sorted(_fields(self.family))}")
+            raise ContextError(f"{self.family}: unknown knob {self.knob!r}; "
+                               f"config fields: {sorted(_fields(self.family))}")
         if not float(self.value) > 0:
             raise ContextError(f"{self.family}: {self.knob} must be > 0, got {self.value}")
 
@@ -233,7 +235,8 @@ def make_plan(settings: Sequence[Setting], *, study_lag_s: float, lags_s: Sequen
     return plan
 
 
-def plan_table(plan: Sequence[tuple[float, Setting]], *, chunk_s: float | None, rate_hz: float = RATE_HZ) -> pd.DataFrame:
+def plan_table(plan: Sequence[tuple[float, Setting]], *, chunk_s: float | None,
+               rate_hz: float = RATE_HZ) -> pd.DataFrame:
     """The sweep's plan as a table: lag, setting, knob, value, receptive field, context, parameters."""
     rows = []
     for lag, s in plan:
@@ -562,14 +565,16 @@ def saturation(curve: pd.DataFrame, *, tolerance: float = 0.02) -> pd.DataFrame:
 
 def lag_table(results: pd.DataFrame, *, floor: str = "mlp", ceilings: Mapping[float, Mapping[str, float]] | None = None,
               split: str = "test") -> pd.DataFrame:
-    """Per (lag, target): the floor and the best context model, raw and with delay compensation.
+    """Per (lag, target): the floor and the best context model, raw and post-processed.
 
     Columns: ``floor_raw``, ``floor_delay`` (the frame-local model with the
-    delay step only), ``best_setting`` / ``best_raw`` (best raw CCC among the
-    other settings), ``best_delay`` (its CCC with the delay step),
-    ``best_delay_any`` (best CCC with the delay step among the context
-    models), ``floor_delay_s`` (delay chosen for the floor, seconds),
-    ``ceiling``. Means over seeds.
+    delay step only), ``floor_delay_s`` (the delay it chose, seconds),
+    ``floor_avec`` (with the whole AVEC chain: delay, smoothing, bias,
+    scale); ``best_setting`` / ``best_raw`` (best raw CCC among the other
+    settings), ``best_delay`` and ``best_avec`` (that setting post-processed),
+    ``best_delay_any`` and ``best_avec_any`` (best post-processed CCC among
+    the context models); ``ceiling``. Means over seeds; a column is NaN where
+    its rows are missing.
     """
     r = results[results["split"] == split]
     m = r.groupby(["lag_s", "target", "postprocess", "setting", "family"])["ccc"].mean().reset_index()
@@ -577,20 +582,23 @@ def lag_table(results: pd.DataFrame, *, floor: str = "mlp", ceilings: Mapping[fl
         if "delay_s" in r else pd.Series(dtype=float)
     rows = []
     for (lag, target), part in m.groupby(["lag_s", "target"]):
-        raw = part[part["postprocess"] == "none"].set_index("setting")
-        dly = part[part["postprocess"] == "delay"].set_index("setting")
-        floors = raw[raw["family"] == floor]
-        others = raw[raw["family"] != floor]
+        by = {post: part[part["postprocess"] == post].set_index("setting") for post in ("none", "delay", "avec")}
+        raw = by["none"]
+        floors, others = raw[raw["family"] == floor], raw[raw["family"] != floor]
         row: dict[str, Any] = {"lag_s": lag, "target": target}
         if not floors.empty:
             name = floors["ccc"].idxmax()
-            row.update(floor_raw=floors.loc[name, "ccc"], floor_delay=dly["ccc"].get(name, np.nan),
-                       floor_delay_s=delays.get((lag, target, floor), np.nan))
+            row.update(floor_raw=floors.loc[name, "ccc"], floor_delay=by["delay"]["ccc"].get(name, np.nan),
+                       floor_delay_s=delays.get((lag, target, floor), np.nan),
+                       floor_avec=by["avec"]["ccc"].get(name, np.nan))
         if not others.empty:
             name = others["ccc"].idxmax()
-            ctx = dly[dly["family"] != floor]
-            row.update(best_setting=name, best_raw=others.loc[name, "ccc"], best_delay=dly["ccc"].get(name, np.nan),
-                       best_delay_any=ctx["ccc"].max() if not ctx.empty else np.nan)
+            row.update(best_setting=name, best_raw=others.loc[name, "ccc"])
+            for post in ("delay", "avec"):
+                table = by[post]
+                ctx = table[table["family"] != floor]
+                row[f"best_{post}"] = table["ccc"].get(name, np.nan)
+                row[f"best_{post}_any"] = ctx["ccc"].max() if not ctx.empty else np.nan
         if ceilings is not None and lag in ceilings:
             row["ceiling"] = ceilings[lag].get(target, np.nan)
         rows.append(row)
@@ -746,7 +754,7 @@ def measure_costs(
     minutes: Sequence[float],
     *,
     threads: int = 1,
-    repeats: int = 2,
+    repeats: int = 3,
     train: bool = True,
     train_epochs: int = 1,
     chunk_s: float = 30.0,
@@ -844,6 +852,13 @@ def _receptive_field_or_nan(setting: Setting, rate_hz: float) -> float:
         return float("nan")
 
 
+def _no_error(costs: pd.DataFrame) -> pd.Series:
+    """Rows of a cost table whose measurement succeeded (``error`` empty or missing)."""
+    if "error" not in costs:
+        return pd.Series(True, index=costs.index)
+    return costs["error"].isna() | (costs["error"].astype(str) == "")
+
+
 def _mb(value: float | None) -> float:
     return float("nan") if value is None else float(value) / 2**20
 
@@ -895,7 +910,7 @@ def frontier_table(results: pd.DataFrame, costs: pd.DataFrame, *, lag_s: float |
     per_target = r.groupby(["family", "setting", "context_s", "target"])["ccc"].mean().unstack("target")
     per_target.columns = [f"ccc_{t}" for t in per_target.columns]
     score = per_target.mean(axis=1).rename("ccc")
-    ok = costs[costs["error"].fillna("") == ""] if "error" in costs else costs
+    ok = costs[_no_error(costs)]
     longest = ok.sort_values("minutes").groupby("setting").tail(1).set_index("setting")
     table = pd.concat([score, per_target], axis=1).reset_index()
     table = table.join(longest[["minutes", "infer_seconds_per_hour", "infer_peak_mb", "train_epoch_seconds",
@@ -919,6 +934,7 @@ class StudyViews:
     curve: pd.DataFrame  #: context curve at the study's lag
     lag_curve: pd.DataFrame  #: context curve of the settings trained at several lags
     delay_curve: pd.DataFrame  #: the same after delay compensation only
+    chain_curve: pd.DataFrame  #: the same after the whole AVEC post-processing chain
     frontier: pd.DataFrame | None  #: efficiency frontier (None without costs)
     ceilings: dict[str, float]  #: annotation ceiling per target at the study's lag
     lag_ceilings: dict[float, dict[str, float]]  #: the ceiling per lag and target
@@ -936,6 +952,8 @@ def study_views(results: pd.DataFrame, *, costs: pd.DataFrame | None = None,
         study_lag_s=lag, curve=full[full["lag_s"] == lag],
         lag_curve=full[full["setting"].isin(swept[swept > 1].index)],
         delay_curve=context_curve(results, postprocess="delay") if len(delay) else full.iloc[:0],
+        chain_curve=context_curve(results, postprocess="avec") if (results["postprocess"] == "avec").any()
+        else full.iloc[:0],
         frontier=frontier_table(results, costs, lag_s=lag) if costs is not None else None,
         ceilings=lag_ceilings.get(lag, {}), lag_ceilings=lag_ceilings,
     )
@@ -991,7 +1009,8 @@ def conclusions(
                 bits.append(f"{r['target']}: no gain above {tolerance:g} CCC from {span} "
                             f"({r['ccc_smallest']:.3f} -> best {r['best_ccc']:.3f})")
             elif r["saturation_s"] >= r["largest_context_s"]:
-                bits.append(f"{r['target']}: +{r['gain']:.3f} CCC from {span}, still rising at the largest context tried")
+                bits.append(f"{r['target']}: +{r['gain']:.3f} CCC from {span}, "
+                            "still rising at the largest context tried")
             else:
                 bits.append(f"{r['target']}: +{r['gain']:.3f} CCC from {_fmt_s(r['smallest_context_s'])} to "
                             f"{_fmt_s(r['saturation_s'])}; beyond it, up to {_fmt_s(r['largest_context_s'])}, "
@@ -1015,24 +1034,49 @@ def conclusions(
         if not both.empty:
             gap = (both["best_raw"] - both["floor_delay"])
             verdict = ("does not substitute for context" if (gap > tolerance).all() else
-                       "substitutes for context" if (gap <= tolerance).all() else "substitutes for context only in part")
+                       "substitutes for context" if (gap <= tolerance).all() else
+                       "substitutes for context only in part")
             lines.append(f"- Delay compensation {verdict}: the best context model beats the delay-compensated "
                          f"frame-local model by {gap.min():+.3f} to {gap.max():+.3f} CCC across lags and targets.")
-        growth = []
+        chain = lags.dropna(subset=["floor_avec", "best_raw", "best_avec_any"]) \
+            if {"floor_avec", "best_avec_any"} <= set(lags.columns) else pd.DataFrame()
+        if not chain.empty:
+            raw_gap = chain["best_raw"] - chain["floor_avec"]
+            gap = chain["best_avec_any"] - chain["floor_avec"]
+            verdict = ("does not substitute for learnt context" if (gap > tolerance).all() else
+                       "substitutes for learnt context" if (gap <= tolerance).all() else
+                       "substitutes for most of the learnt context")
+            worst = chain.loc[gap.idxmax()]
+            lines.append(
+                f"- The whole AVEC chain (delay, then smoothing, bias and scale, all tuned on dev; the smoothing is "
+                f"itself a fixed temporal context) {verdict}: it lifts the frame-local model to "
+                f"{chain['floor_avec'].min():.3f}-{chain['floor_avec'].max():.3f}, which the best context model's raw "
+                f"predictions beat by {raw_gap.min():+.3f} to {raw_gap.max():+.3f} CCC; with the same chain the "
+                f"context models stay ahead by {gap.min():+.3f} to {gap.max():+.3f} (most at lag "
+                f"{worst['lag_s']:g} s, {worst['target']}).")
         short = shortfall(curve, floor=floor)
-        for (family, target, setting), part in short.groupby(["family", "target", "setting"], sort=False):
-            part = part.sort_values("lag_s")
-            if len(part) < 2:
-                continue
-            gaps = ", ".join(f"{g:.3f} at {l:g} s" for l, g in zip(part["lag_s"], part["shortfall"]))
-            trend = np.corrcoef(part["lag_s"], part["shortfall"])[0, 1] if part["shortfall"].std() > 0 else 0.0
-            rises = trend > 0.5 and part["shortfall"].iloc[-1] - part["shortfall"].iloc[0] > tolerance
-            growth.append(f"{family}/{target}: `{setting}` ({_fmt_s(part['context_s'].iloc[0])}) falls short of "
-                          f"`{part['reference'].iloc[0]}` ({_fmt_s(part['reference_context_s'].iloc[0])}) by {gaps} "
-                          + ("-> the context needed grows with the lag" if rises else
-                             "-> no clear growth of the context needed with the lag"))
-        if growth:
-            lines.append("- Context needed against the raters' lag: " + "; ".join(growth) + ".")
+        if not short.empty:
+            swept = saturation(curve[curve["setting"].isin(set(short["setting"]) | set(short["reference"]))],
+                               tolerance=tolerance)
+            growth = []
+            for (family, target), part in short.groupby(["family", "target"], sort=False):
+                sat_t = swept[(swept["family"] == family) & (swept["target"] == target)].sort_values("lag_s")
+                needed = ", ".join(f"{_fmt_s(s)} at lag {l:g} s" for l, s in zip(sat_t["lag_s"], sat_t["saturation_s"]))
+                ends = part.sort_values("lag_s").groupby("setting", sort=False)["shortfall"].agg(["first", "last"])
+                ends = ends.assign(rise=ends["last"] - ends["first"])
+                worst = ends["rise"].idxmax()
+                w = part[part["setting"] == worst].sort_values("lag_s")
+                grows = (ends["rise"].max() > tolerance) or (
+                    sat_t["saturation_s"].iloc[-1] > sat_t["saturation_s"].iloc[0])
+                growth.append(
+                    f"{family}/{target}: {needed}; `{worst}` ({_fmt_s(w['context_s'].iloc[0])}) falls short of "
+                    f"`{w['reference'].iloc[0]}` ({_fmt_s(w['reference_context_s'].iloc[0])}) by "
+                    f"{w['shortfall'].iloc[0]:.3f} at lag {w['lag_s'].iloc[0]:g} s and "
+                    f"{w['shortfall'].iloc[-1]:.3f} at "
+                    f"{w['lag_s'].iloc[-1]:g} s -> " + ("the context needed grows with the lag" if grows else
+                                                       "no clear growth of the context needed with the lag"))
+            lines.append(f"- **Context needed against the raters' lag** (shortest context within {tolerance:g} CCC "
+                         "of the family's best): " + "; ".join(growth) + ".")
     # 4. efficiency
     if not frontier.empty and frontier["infer_seconds_per_hour"].notna().any():
         f = frontier.dropna(subset=["infer_seconds_per_hour", "ccc"])
@@ -1060,34 +1104,38 @@ def conclusions(
 # --------------------------------------------------------------------------- poster helpers
 
 
+#: Columns of a trajectory table that are not model predictions.
+TRAJECTORY_COLUMNS: tuple[str, ...] = ("recording", "speaker", "time", "target", "gold", "raters_min", "raters_max",
+                                       "latent")
+
+
 def trajectory_frame(record: SequenceRecord, predictions: Mapping[str, np.ndarray], *,
                      frame: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One test recording's gold standard, raters, latent and predictions as a tidy table.
+    """One test recording's gold standard, raters' band, latent and predictions, one row per (time, target).
 
-    Columns ``recording, speaker, time, target, series, value``; ``series``
-    is ``gold``, ``raters_min``, ``raters_max``, ``latent`` (when ``frame``
-    holds rater / latent columns) or a model name.
+    Columns ``recording, speaker, time, target, gold``, then ``raters_min``,
+    ``raters_max`` and ``latent`` where ``frame`` (the recording's label
+    frame) holds rater and latent columns, then one column per model.
     """
     if record.y is None:
         raise ContextError(f"{record.id}: an unlabelled record has no trajectory to show")
-    parts = []
     idx = None
     if frame is not None:
         idx = np.clip(np.searchsorted(frame["time"].to_numpy(), record.time - 1e-6), 0, len(frame) - 1)
+    parts = []
     for k, target in enumerate(record.target_names):
-        series = {"gold": record.y[:, k]}
+        columns: dict[str, Any] = {"recording": record.id, "speaker": record.speaker, "time": record.time,
+                                   "target": target, "gold": record.y[:, k]}
         if frame is not None:
             raters = [c for c in frame.columns if c.startswith(f"{target}_r") and c[len(target) + 2:].isdigit()]
             if raters:
                 r = frame[raters].to_numpy()[idx]
-                series.update(raters_min=r.min(axis=1), raters_max=r.max(axis=1))
+                columns.update(raters_min=r.min(axis=1), raters_max=r.max(axis=1))
             if f"{target}_latent" in frame:
-                series["latent"] = frame[f"{target}_latent"].to_numpy()[idx]
+                columns["latent"] = frame[f"{target}_latent"].to_numpy()[idx]
         for name, pred in predictions.items():
-            series[name] = np.asarray(pred).reshape(len(record), -1)[:, k]
-        for name, values in series.items():
-            parts.append(pd.DataFrame({"recording": record.id, "speaker": record.speaker, "time": record.time,
-                                       "target": target, "series": name, "value": values}))
+            columns[name] = np.asarray(pred).reshape(len(record), -1)[:, k]
+        parts.append(pd.DataFrame(columns))
     return pd.concat(parts, ignore_index=True)
 
 

@@ -228,10 +228,11 @@ _LINESTYLES = ("-", "--", ":", "-.")
 
 def _plain_log_axis(ax, which: str = "x") -> None:
     # Log scale with plain numbers (0.5, 1, 10) instead of powers of ten, no minor labels.
-    from matplotlib.ticker import FuncFormatter, NullFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     axis = ax.xaxis if which == "x" else ax.yaxis
     (ax.set_xscale if which == "x" else ax.set_yscale)("log")
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     axis.set_minor_formatter(NullFormatter())
 
@@ -287,8 +288,8 @@ def plot_context_curves(curve, *, ceilings: dict | None = None, title: str = "Ho
     return fig
 
 
-def draw_lag_curves(ax, curve, *, target: str, delay_curve=None, ceilings: dict | None = None,
-                    legend: bool = True) -> None:
+def draw_lag_curves(ax, curve, *, target: str, delay_curve=None, chain_curve=None, chain_family: str = "mlp",
+                    ceilings: dict | None = None, legend: bool = True) -> None:
     """Test CCC against the raters' mean lag for one target: a line per setting.
 
     Settings of one family share its colour, larger contexts get other
@@ -299,6 +300,8 @@ def draw_lag_curves(ax, curve, *, target: str, delay_curve=None, ceilings: dict 
     Args:
         curve: ``context_curve`` rows over several lags (raw predictions).
         delay_curve: optional ``context_curve(..., postprocess="delay")``.
+        chain_curve: optional ``context_curve(..., postprocess="avec")``,
+            drawn (dash-dot) for ``chain_family`` only.
         ceilings: ``{lag_s: {target: ceiling}}``.
     """
     import math
@@ -322,6 +325,13 @@ def draw_lag_curves(ax, curve, *, target: str, delay_curve=None, ceilings: dict 
                     ax.plot(d["lag_s"], d["ccc"], color=arch_color(family), lw=1.2, ls=":",
                             marker=_MARKERS[i % len(_MARKERS)], ms=5, mfc="none",
                             label=f"{setting} + delay compensation")
+            if chain_curve is not None and family == chain_family:
+                c = chain_curve[(chain_curve["target"] == target) & (chain_curve["setting"] == setting)]
+                c = c.sort_values("lag_s")
+                if len(c) > 1:
+                    ax.plot(c["lag_s"], c["ccc"], color=arch_color(family), lw=1.6, ls="-.",
+                            marker=_MARKERS[i % len(_MARKERS)], ms=6, mfc="white",
+                            label=f"{setting} + AVEC chain (delay, smoothing, bias, scale)")
     if ceilings:
         lags = sorted(ceilings)
         ax.plot(lags, [ceilings[l].get(target) for l in lags], color=SERIES_COLORS["ceiling"], lw=2.5,
@@ -333,13 +343,14 @@ def draw_lag_curves(ax, curve, *, target: str, delay_curve=None, ceilings: dict 
         ax.legend(fontsize=9, loc="lower left")
 
 
-def plot_lag_curves(curve, *, delay_curve=None, ceilings: dict | None = None,
+def plot_lag_curves(curve, *, delay_curve=None, chain_curve=None, ceilings: dict | None = None,
                     title: str = "Longer rater lags need longer context") -> plt.Figure:
     """One :func:`draw_lag_curves` panel per target."""
     targets = list(dict.fromkeys(curve["target"]))
     fig, axes = plt.subplots(1, len(targets), figsize=(8.5 * len(targets), 6.5), squeeze=False, sharey=True)
     for ax, target in zip(axes[0], targets):
-        draw_lag_curves(ax, curve, target=target, delay_curve=delay_curve, ceilings=ceilings)
+        draw_lag_curves(ax, curve, target=target, delay_curve=delay_curve, chain_curve=chain_curve,
+                        ceilings=ceilings)
     fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -355,7 +366,7 @@ _COST_PANELS = {
 def draw_cost(ax, costs, *, column: str, legend: bool = False) -> None:
     """One cost measure against recording length (minutes), log-log, a line per setting."""
     ylabel, log = _COST_PANELS.get(column, (column, True))
-    ok = costs[(costs["error"].fillna("") == "")] if "error" in costs else costs
+    ok = costs[costs["error"].isna() | (costs["error"].astype(str) == "")] if "error" in costs else costs
     for family in arch_order(ok["family"].unique()):
         fam = ok[ok["family"] == family]
         for i, setting in enumerate(dict.fromkeys(fam["setting"])):
@@ -394,8 +405,9 @@ def draw_frontier(ax, frontier, *, legend: bool = True, annotate: bool = True) -
                    edgecolor="black", linewidth=[1.8 if f else 0.3 for f in rows["on_front"]], zorder=3)
         if annotate:
             for _, r in rows.iterrows():
-                ax.annotate(r["setting"].replace(family, "").strip(" ()") or family, (r["infer_seconds_per_hour"], r["ccc"]),
-                            textcoords="offset points", xytext=(6, 4), fontsize=8)
+                label = r["setting"].replace(family, "").strip(" ()") or family
+                ax.annotate(label, (r["infer_seconds_per_hour"], r["ccc"]), textcoords="offset points",
+                            xytext=(6, 4), fontsize=8)
     front = ok[ok["on_front"]].sort_values("infer_seconds_per_hour")
     if len(front):
         ax.step(front["infer_seconds_per_hour"], front["ccc"], where="post", color="black", lw=1.2, ls="--",
@@ -405,7 +417,7 @@ def draw_frontier(ax, frontier, *, legend: bool = True, annotate: bool = True) -
     ax.set_ylabel("test CCC (mean of arousal, valence)")
     ax.set_title("Efficiency frontier")
     if legend:
-        ax.legend(fontsize=9, loc="lower right")
+        ax.legend(fontsize=9, loc="best")
 
 
 def plot_frontier(frontier, *, title: str = "Efficiency frontier: test CCC against inference cost") -> plt.Figure:
@@ -418,22 +430,23 @@ def plot_frontier(frontier, *, title: str = "Efficiency frontier: test CCC again
 
 
 def draw_trajectory(ax, trajectory, *, target: str, legend: bool = True) -> None:
-    """Gold standard, raters' band, latent and predictions over time from a tidy trajectory table."""
-    part = trajectory[trajectory["target"] == target]
-    series = {name: rows.sort_values("time") for name, rows in part.groupby("series", sort=False)}
-    if "raters_min" in series and "raters_max" in series:
-        ax.fill_between(series["raters_min"]["time"], series["raters_min"]["value"], series["raters_max"]["value"],
-                        color=SERIES_COLORS["raters"], alpha=0.6, lw=0, label="raters (min-max)")
-    if "latent" in series:
-        ax.plot(series["latent"]["time"], series["latent"]["value"], color=SERIES_COLORS["latent"], lw=1.2,
-                ls="--", label="latent (rendered)")
-    if "gold" in series:
-        ax.plot(series["gold"]["time"], series["gold"]["value"], color=SERIES_COLORS["gold"], lw=2.2,
-                label="gold standard")
-    models = [s for s in series if s not in ("gold", "latent", "raters_min", "raters_max")]
-    for name in models:
-        family = name.split(" (")[0]
-        ax.plot(series[name]["time"], series[name]["value"], color=arch_color(family), lw=1.6, label=name)
+    """Gold standard, raters' band, latent and predictions over time, from ``emotools.context.trajectory_frame``.
+
+    Columns other than ``recording, speaker, time, target, gold,
+    raters_min, raters_max, latent`` are predictions, named by setting
+    (coloured by the architecture before any `` (``).
+    """
+    part = trajectory[trajectory["target"] == target].sort_values("time")
+    t = part["time"]
+    if {"raters_min", "raters_max"} <= set(part.columns):
+        ax.fill_between(t, part["raters_min"], part["raters_max"], color=SERIES_COLORS["raters"], alpha=0.6, lw=0,
+                        label="raters (min-max)")
+    if "latent" in part:
+        ax.plot(t, part["latent"], color=SERIES_COLORS["latent"], lw=1.2, ls="--", label="latent (rendered)")
+    ax.plot(t, part["gold"], color=SERIES_COLORS["gold"], lw=2.2, label="gold standard")
+    fixed = {"recording", "speaker", "time", "target", "gold", "raters_min", "raters_max", "latent"}
+    for name in [c for c in part.columns if c not in fixed]:
+        ax.plot(t, part[name], color=arch_color(name.split(" (")[0]), lw=1.6, label=name)
     ax.set_xlabel("time (s)")
     ax.set_ylabel(f"{target} (scale -1 to 1)")
     ax.set_title(f"{target}: ground truth and predictions")
@@ -535,14 +548,15 @@ def draw_missing(ax, note: str) -> None:
             transform=ax.transAxes)
 
 
-def plot_long_context_summary(curve, *, lag_curve=None, delay_curve=None, frontier=None, ceilings: dict | None = None,
-                              lag_ceilings: dict | None = None,
+def plot_long_context_summary(curve, *, lag_curve=None, delay_curve=None, chain_curve=None, frontier=None,
+                              ceilings: dict | None = None, lag_ceilings: dict | None = None,
                               title: str = "Efficient modelling of long temporal contexts") -> plt.Figure:
     """Poster figure: context curves per target, lag curves (arousal), efficiency frontier.
 
     Args:
         curve: ``context_curve`` rows at the study's lag.
-        lag_curve, delay_curve: ``context_curve`` rows of the lag sweep (raw; delay compensation only).
+        lag_curve, delay_curve, chain_curve: ``context_curve`` rows of the lag sweep (raw; delay
+            compensation only; the whole AVEC chain).
         frontier: ``frontier_table``.
         ceilings: ``{target: ceiling}`` at the study's lag.
         lag_ceilings: ``{lag_s: {target: ceiling}}``.
@@ -552,7 +566,8 @@ def plot_long_context_summary(curve, *, lag_curve=None, delay_curve=None, fronti
     for ax, target in zip(axes[0], targets[:2]):
         draw_context_curve(ax, curve, target=target, ceiling=(ceilings or {}).get(target))
     if lag_curve is not None and len(lag_curve):
-        draw_lag_curves(axes[1][0], lag_curve, target=targets[0], delay_curve=delay_curve, ceilings=lag_ceilings)
+        draw_lag_curves(axes[1][0], lag_curve, target=targets[0], delay_curve=delay_curve, chain_curve=chain_curve,
+                        ceilings=lag_ceilings)
     else:
         draw_missing(axes[1][0], "no lag sweep in the results")
     if frontier is not None and frontier["infer_seconds_per_hour"].notna().any():

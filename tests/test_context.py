@@ -380,13 +380,18 @@ def test_trajectory_frame_is_tidy_with_rater_band() -> None:
                          speaker="spk")
     frame = pd.DataFrame({"time": t, "arousal": 0.0, "valence": 0.0, "arousal_r1": [0, 1, 2, 3],
                           "arousal_r2": [3, 2, 1, 0], "arousal_latent": 0.5})
-    tidy = context.trajectory_frame(rec, {"mlp": np.full((4, 2), 0.25)}, frame=frame)
-    a = tidy[tidy["target"] == "arousal"].pivot(index="time", columns="series", values="value")
-    assert sorted(a.columns) == ["gold", "latent", "mlp", "raters_max", "raters_min"]
+    table = context.trajectory_frame(rec, {"mlp": np.full((4, 2), 0.25)}, frame=frame)
+    a = table[table["target"] == "arousal"]
+    assert list(a.columns) == ["recording", "speaker", "time", "target", "gold", "raters_min", "raters_max",
+                               "latent", "mlp"]
     assert a["raters_min"].tolist() == [0, 1, 1, 0] and a["raters_max"].tolist() == [3, 2, 2, 3]
-    assert a["gold"].tolist() == [0, 1, 2, 3] and (a["mlp"] == 0.25).all()
-    v = tidy[tidy["target"] == "valence"]
-    assert set(v["series"]) == {"gold", "mlp"} and set(tidy["speaker"]) == {"spk"}
+    assert a["gold"].tolist() == [0, 1, 2, 3] and (a["mlp"] == 0.25).all() and (a["latent"] == 0.5).all()
+    v = table[table["target"] == "valence"]
+    assert v["gold"].tolist() == [1, 2, 3, 4] and v["raters_min"].isna().all()  # valence has no raters here
+    assert set(table["speaker"]) == {"spk"} and len(table) == 8
+    fig = plots.plot_trajectory_panels(table)
+    assert fig.axes[-1].get_xlabel() == "time (s)"
+    plt.close(fig)
 
 
 def test_collect_results_notes_missing_and_unreadable_tables(tmp_path: Path) -> None:
@@ -447,8 +452,9 @@ def test_shortfall_of_short_contexts_against_the_lag() -> None:
     assert four["shortfall"].tolist() == pytest.approx([0.01, 0.31])
     text = context.conclusions(curve, context.saturation(curve), context.lag_table(worse),
                                context.frontier_table(worse, _costs(), lag_s=3.0), ceilings={}, study_lag_s=3.0)
-    assert "`tdnn (layers 4)` (4.7 s) falls short of `tdnn (layers 6)` (19.1 s) by 0.010 at 0 s, 0.310 at 3 s" in text
-    assert "the context needed grows with the lag" in text
+    assert ("tdnn/arousal: 4.7 s at lag 0 s, 19.1 s at lag 3 s; `tdnn (layers 4)` (4.7 s) falls short of "
+            "`tdnn (layers 6)` (19.1 s) by 0.010 at lag 0 s and 0.310 at 3 s -> the context needed grows with the lag"
+            ) in text
     flat_text = context.conclusions(context.context_curve(results), context.saturation(context.context_curve(results)),
                                     context.lag_table(results), context.frontier_table(results, _costs(), lag_s=3.0),
                                     ceilings={}, study_lag_s=3.0)
