@@ -240,10 +240,13 @@ def _study_table() -> pd.DataFrame:
     for lag, shift in ((3.0, 0.0), (0.0, 0.1)):
         add(lag, "mlp", None, None, 0.1, {"arousal": 0.30 + shift, "valence": 0.20 + shift})
         add(lag, "mlp", None, None, 0.1, {"arousal": 0.50 + shift, "valence": 0.30 + shift}, post="delay", delay_s=lag)
+        add(lag, "mlp", None, None, 0.1, {"arousal": 0.65 + shift, "valence": 0.45 + shift}, post="avec")
         for value, ctx, c in ((2, 1.1, 0.40), (4, 4.7, 0.69), (6, 19.1, 0.70)):
             add(lag, "tdnn", "layers", value, ctx, {"arousal": c + shift, "valence": c - 0.1 + shift})
             add(lag, "tdnn", "layers", value, ctx, {"arousal": c + shift + 0.05, "valence": c - 0.05 + shift},
                 post="delay", delay_s=0.4)
+            add(lag, "tdnn", "layers", value, ctx, {"arousal": c + shift + 0.06, "valence": c - 0.04 + shift},
+                post="avec")
     return pd.DataFrame(rows)
 
 
@@ -269,6 +272,8 @@ def test_lag_table_compares_floor_context_and_delay_compensation() -> None:
     assert row["floor_raw"] == pytest.approx(0.30) and row["floor_delay"] == pytest.approx(0.50)
     assert row["floor_delay_s"] == 3.0 and row["best_setting"] == "tdnn (layers 6)"
     assert row["best_raw"] == pytest.approx(0.70) and row["best_delay"] == pytest.approx(0.75)
+    assert row["floor_avec"] == pytest.approx(0.65) and row["best_avec"] == pytest.approx(0.76)
+    assert row["best_avec_any"] == pytest.approx(0.76) and row["best_delay_any"] == pytest.approx(0.75)
     assert row["ceiling"] == 0.97
     assert math.isnan(table.set_index(["lag_s", "target"]).loc[(0.0, "arousal")]["ceiling"])
 
@@ -315,6 +320,8 @@ def test_conclusions_are_written_from_the_numbers() -> None:
     assert "best test CCC 0.700 by `tdnn (layers 6)`" in text and "0.270 remains" in text
     assert "+0.300 CCC from 1.1 s to 4.7 s" in text
     assert "Delay compensation does not substitute for context" in text
+    assert "The whole AVEC chain" in text and "does not substitute for learnt context" in text
+    assert "lifts the frame-local model to 0.450-0.750" in text  # valence at lag 3 s to arousal at lag 0 s
     assert "the cheapest within 0.02 CCC of it is `tdnn (layers 6)`" in text
     # other numbers, other words: a floor that delay compensation lifts to the best model's level
     better = results.copy()
