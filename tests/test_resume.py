@@ -79,11 +79,16 @@ def _feature_files(out: Path) -> dict[str, tuple[int, int]]:
             if not p.name.startswith(".")}  # a killed run's temporary files are hidden
 
 
+# Enough recordings that five kills, each a few recordings further on, never
+# reach the end even when two workers finish several files between polls.
+RECORDINGS = 48
+
+
 @pytest.fixture(scope="module")
 def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("resume") / "corpus"
     rng = np.random.default_rng(SEED)
-    for k in range(16):
+    for k in range(RECORDINGS):
         seconds = round(float(rng.uniform(3.0, 5.0)), 1)
         add_recording(root, f"rec{k:02d}", voiced(seconds, seed=100 + k), annotation=labels(seconds, seed=k),
                       speaker=f"spk{k % 4}")
@@ -95,7 +100,7 @@ def test_extraction_killed_five_times_ends_like_an_uninterrupted_run(small_corpu
     reference = extract(scan("annotated", small_corpus, progress=False), spec, out=tmp_path / "reference", jobs=1,
                         progress=False)
     total = len(reference)
-    assert total == 16 and reference.failures.empty
+    assert total == RECORDINGS and reference.failures.empty
 
     out = tmp_path / "killed"
     argv = [sys.executable, "-m", "emotools", "extract", str(small_corpus), "--corpus", "annotated", "--level",
