@@ -20,3 +20,24 @@ def isolated_dirs(run_dirs: dict[str, Path], monkeypatch: pytest.MonkeyPatch) ->
     for name, path in run_dirs.items():
         monkeypatch.setenv(f"EMOTOOLS_{name.upper()}_DIR", str(path))
     return run_dirs
+
+
+@pytest.fixture(scope="module")
+def smoke_corpus(run_dirs: dict[str, Path]) -> Path:
+    """The built-in corpus' smoke preset, rendered once per test session into the session's data folder."""
+    from emotools import synth
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("EMOTOOLS_DATA_DIR", str(run_dirs["data"]))
+        return synth.ensure_corpus("smoke", seed=0, jobs=1, progress=False)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Small models train faster (and identically run to run) on one thread; restored afterwards."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -14,14 +14,6 @@ from emotools.metrics import ccc
 
 
 @pytest.fixture(scope="module")
-def smoke_corpus(run_dirs: dict[str, Path]) -> Path:
-    """The smoke preset, rendered once per test session into the session's data folder."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("EMOTOOLS_DATA_DIR", str(run_dirs["data"]))
-        return synth.ensure_corpus("smoke", seed=0, jobs=1, progress=False)
-
-
-@pytest.fixture(scope="module")
 def smoke_table(smoke_corpus: Path) -> pd.DataFrame:
     return corpora.scan("annotated", smoke_corpus, progress=False)
 

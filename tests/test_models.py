@@ -14,14 +14,7 @@ from emotools import metrics, models
 
 NAMES = list(models.MODELS)
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread (no OpenMP hand-offs); restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest
 
 
 REQUIRED = ["mlp", "lstm", "tdnn", "attention", "tdnn_lstm", "attention_tdnn", "attention_lstm",

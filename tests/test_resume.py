@@ -32,6 +32,8 @@ import pytest
 import torch
 
 from emotools import training
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest
 from emotools.corpora import scan
 from emotools.features import FeatureSpec, FeatureStore, extract
 from fixtures_bad import add_recording, emotools_env, labels, training_records, voiced
@@ -152,15 +154,6 @@ def test_extraction_killed_five_times_ends_like_an_uninterrupted_run(small_corpu
 
 
 # --------------------------------------------------------------------------- training
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Small models train faster (and run to run identically) on one thread; restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 FIT = dict(epochs=6, batch_size=4, chunk_s=8.0, lr=3e-3, warmup_steps=4, patience=100, seed=7,
            model_options={"hidden": 24, "dropout": 0.2}, progress=False)

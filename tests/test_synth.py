@@ -20,14 +20,6 @@ TEXTS = ("The dog waited by the gate", "She folded the letter twice", "A cold wi
          "We shared a pot of tea")
 
 
-@pytest.fixture(scope="module")
-def smoke_corpus(run_dirs: dict[str, Path]) -> Path:
-    """The smoke preset, rendered once per test session into the session's data folder."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("EMOTOOLS_DATA_DIR", str(run_dirs["data"]))
-        return synth.ensure_corpus("smoke", seed=0, jobs=1, progress=False)
-
-
 # --------------------------------------------------------------------------- eSpeak
 
 

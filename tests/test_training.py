@@ -12,14 +12,7 @@ import torch
 from emotools import metrics, models, training
 from emotools.sequences import SequenceRecord
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread (no OpenMP hand-offs); restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest
 
 
 FAST = {"epochs": 3, "batch_size": 4, "chunk_s": 6.0, "progress": False, "warmup_steps": 2}
