@@ -5,12 +5,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import pickle
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from emotools import metrics, models
+from emotools.errors import EmotoolsError
 
 NAMES = list(models.MODELS)
 
@@ -63,6 +65,112 @@ def test_config_round_trip_through_dict():
     assert d["name"] == "attention_tdnn_lstm" and d["contexts"] == [[-1, 0, 1]]
     again = models.config_from_dict(json.loads(json.dumps(d)))
     assert again == model.config
+
+
+#: Each registered model's default options beyond the shared ones, as checkpoints written before the
+#: configs were composed of parts store them (a flat dict, in this order).
+FLAT_DEFAULTS = {
+    "mlp": {"layers": 2},
+    "lstm": {"lstm_layers": 2, "bidirectional": True},
+    "tdnn": {"contexts": [[-2, -1, 0, 1, 2], [-3, 0, 3], [-6, 0, 6], [-12, 0, 12]]},
+    "attention": {"attention_layers": 2, "heads": 4, "window": 50, "ffn_mult": 2},
+    "tdnn_lstm": {"contexts": [[-2, -1, 0, 1, 2], [-3, 0, 3]], "lstm_layers": 1, "bidirectional": True},
+    "attention_tdnn": {"contexts": [[-2, -1, 0, 1, 2], [-3, 0, 3]], "attention_layers": 2, "heads": 4,
+                       "window": 50, "ffn_mult": 2},
+    "attention_lstm": {"attention_layers": 1, "heads": 4, "window": 50, "ffn_mult": 2, "lstm_layers": 1,
+                       "bidirectional": True},
+    "attention_tdnn_lstm": {"contexts": [[-2, -1, 0, 1, 2], [-3, 0, 3]], "attention_layers": 1, "heads": 4,
+                            "window": 50, "ffn_mult": 2, "lstm_layers": 1, "bidirectional": True},
+    "tcn": {"kernel": 3, "levels": 6},
+    "dsus": {"kernel": 5, "levels": 4},
+}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_default_config_is_the_flat_checkpoint_dict(name):
+    flat = {"name": name, "n_features": 88, "n_targets": 2, "hidden": 64, "dropout": 0.1, **FLAT_DEFAULTS[name]}
+    config = models.MODELS[name]()
+    assert list(config.to_dict().items()) == list(flat.items())  # same keys, values and order
+    loaded = models.config_from_dict(json.loads(json.dumps(flat)))
+    assert loaded == config and type(loaded) is models.MODELS[name]
+    assert models.ModelConfig.from_dict(flat) == type(config).from_dict(flat) == config
+    assert [f.name for f in dataclasses.fields(config)] == list(flat)[1:]
+
+
+def test_from_dict_on_a_config_class_refuses_another_model():
+    with pytest.raises(models.ModelConfigError, match="^tdnn: is not a LSTMConfig$"):
+        models.LSTMConfig.from_dict({"name": "tdnn"})
+    with pytest.raises(models.ModelConfigError, match="has no 'name'"):
+        models.config_from_dict({"hidden": 3})
+
+
+def expected_parameters(config: models.ModelConfig) -> int:
+    """Trainable parameters of a model, counted from its config by formula (independent of the code)."""
+    h, d = config.hidden, config.n_features
+    linear = lambda i, o: i * o + o  # noqa: E731
+    norm = 2 * h
+    n = 0
+    for kind in config.blocks:
+        if kind == "frame":
+            n += linear(d, h) + (config.layers - 1) * linear(h, h)
+        elif kind == "tdnn":
+            for i, offsets in enumerate(config.contexts):
+                n += linear((d if i == 0 else h) * len(offsets), h) + norm
+        elif kind == "attention":
+            m = config.ffn_mult
+            layer = norm + linear(h, 3 * h) + linear(h, h) + norm + linear(h, m * h) + linear(m * h, h)
+            n += linear(d, h) + config.attention_layers * layer + norm
+        elif kind == "lstm":
+            dirs = 2 if config.bidirectional else 1
+            n += dirs * sum(4 * h * ((d if i == 0 else dirs * h) + h) + 8 * h for i in range(config.lstm_layers))
+        elif kind == "tcn":
+            n += linear(d, h) + config.levels * (norm + 2 * (h * h * config.kernel + h))
+        elif kind == "dsus":
+            conv = h * h * config.kernel + h
+            n += linear(d, h) + (config.levels + 1) * conv + config.levels * (2 * conv - h)
+        d = 2 * h if kind == "lstm" and config.bidirectional else h
+    return n + linear(d, config.n_targets)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("options", [{}, {"hidden": 16, "dropout": 0.0}], ids=["default", "small"])
+def test_each_block_is_built_from_d_in_and_the_config(name, options):
+    model = models.build(name, 7, 3, **options)
+    assert [type(b) for b in model.blocks] == [models.BLOCKS[k] for k in model.config.blocks]
+    assert model.n_parameters == expected_parameters(model.config)
+    torch.manual_seed(0)
+    alone = models.BLOCKS[model.config.blocks[0]](7, model.config)
+    torch.manual_seed(0)
+    again = models.BLOCKS[model.config.blocks[0]](7, model.config)
+    assert all(torch.equal(a, b) for a, b in zip(alone.state_dict().values(), again.state_dict().values()))
+    in_model = {k.removeprefix("blocks.0.") for k in model.state_dict() if k.startswith("blocks.0.")}
+    assert set(alone.state_dict()) == in_model
+
+
+@pytest.mark.parametrize(
+    "name, options, message",
+    [
+        ("attention", {"hidden": 30, "heads": 4}, "attention: hidden (30) must be divisible by heads (4)"),
+        ("attention", {"heads": 0}, "attention: heads must be >= 1, got 0"),
+        ("attention_lstm", {"window": 0}, "attention_lstm: window must be >= 1 frame or None (global), got 0"),
+        ("lstm", {"lstm_layers": 0}, "lstm: lstm_layers must be >= 1, got 0"),
+        ("mlp", {"layers": 0}, "mlp: layers must be >= 1, got 0"),
+        ("tdnn", {"contexts": [[-1, 0], []]}, "tdnn: contexts must be non-empty offset lists"),
+        ("tcn", {"kernel": 4}, "tcn: convolution kernel must be odd (centred), got 4"),
+        ("dsus", {"levels": -1}, "dsus: levels must be >= 0, got -1"),
+        ("tdnn_lstm", {"n_features": 0}, "tdnn_lstm: n_features must be >= 1, got 0"),
+        ("gru", {}, "gru: unknown model 'gru'; known: mlp, lstm"),
+        ("tcn", {"heads": 2}, "tcn: unknown option(s) ['heads']"),
+    ],
+)
+def test_config_errors_name_the_model_and_are_emotools_value_errors(name, options, message):
+    with pytest.raises(models.ModelConfigError) as e:
+        models.build(name, **options)
+    assert str(e.value).startswith(message)
+    assert e.value.subject == name and str(e.value) == f"{name}: {e.value.reason}"
+    assert isinstance(e.value, EmotoolsError) and isinstance(e.value, ValueError)
+    again = pickle.loads(pickle.dumps(e.value))
+    assert type(again) is models.ModelConfigError and str(again) == str(e.value)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -176,7 +284,8 @@ def test_tdnn_layer_equals_dilated_convolution():
 @pytest.mark.parametrize("bidirectional", [True, False])
 def test_lstm_block_equals_packed_torch_lstm(bidirectional):
     torch.manual_seed(0)
-    block = models.LSTMBlock(5, 8, layers=2, bidirectional=bidirectional, dropout=0.0).double().eval()
+    config = models.LSTMConfig(hidden=8, lstm_layers=2, bidirectional=bidirectional, dropout=0.0)
+    block = models.LSTMBlock(5, config).double().eval()
     ref = torch.nn.LSTM(5, 8, num_layers=2, bidirectional=bidirectional, batch_first=True).double()
     with torch.no_grad():
         for layer in range(2):
@@ -195,14 +304,19 @@ def test_lstm_block_equals_packed_torch_lstm(bidirectional):
     torch.testing.assert_close(out[mask], expected[mask])
 
 
-def test_bad_inputs_raise_model_errors():
+def test_bad_inputs_raise_model_input_errors_not_config_errors():
     model = tiny("mlp")
-    with pytest.raises(models.ModelConfigError, match=r"expected input \(batch, time, 6\)"):
+    shape = r"^mlp: expected input \(batch, time, 6\), got \(2, 10, 5\)$"
+    with pytest.raises(models.ModelInputError, match=shape) as e:
         model(torch.randn(2, 10, 5))
-    with pytest.raises(models.ModelConfigError, match="lengths"):
+    assert not isinstance(e.value, models.ModelConfigError)
+    assert isinstance(e.value, ValueError) and isinstance(e.value, EmotoolsError) and e.value.subject == "mlp"
+    with pytest.raises(models.ModelInputError, match=r"^mlp: lengths must be \(batch,\) in \[1, 10\], got \[10, 11\]$"):
         model(torch.randn(2, 10, 6), torch.tensor([10, 11]))
-    with pytest.raises(models.ModelConfigError, match="lengths"):
+    with pytest.raises(models.ModelInputError, match="lengths"):
         model(torch.randn(2, 10, 6), torch.tensor([10, 0]))
+    with pytest.raises(models.ModelInputError, match="lengths"):
+        model(torch.randn(2, 10, 6), torch.tensor([10]))
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -1,0 +1,393 @@
+"""The blocks a model stacks, each built as ``block(d_in, config)``.
+
+A block maps ``(h (batch, time, d_in), mask (batch, time), lengths) ->
+(batch, time, d_out)`` and never lets padding reach a valid frame:
+convolutions zero padded frames before every convolution, attention masks
+padded keys, LSTMs run each sequence within its length. :data:`BLOCKS`
+names them as configs do in ``ModelConfig.blocks``; each reads its options
+from the config's part (:class:`~emotools.models.config.FrameFields`, ...)
+and ``hidden``/``dropout``.
+
+``block.receptive_field`` is its context in input frames (``None`` where
+unbounded).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import AttentionFields, ConvFields, FrameFields, LSTMFields, TDNNFields
+
+__all__ = [
+    "lengths_to_mask",
+    "FrameBlock",
+    "TDNNLayer",
+    "TDNNBlock",
+    "local_attention",
+    "AttentionLayer",
+    "AttentionBlock",
+    "LSTMBlock",
+    "TCNBlock",
+    "DSUSBlock",
+    "BLOCKS",
+]
+
+
+def lengths_to_mask(lengths: torch.Tensor, max_len: int | None = None) -> torch.Tensor:
+    """Boolean ``(batch, time)`` mask, True = valid frame.
+
+    >>> lengths_to_mask(torch.tensor([2, 3])).tolist()
+    [[True, True, False], [True, True, True]]
+    """
+    lengths = torch.as_tensor(lengths)
+    max_len = int(lengths.max()) if max_len is None else max_len
+    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def _zero_padding(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    # (batch, time, dim) with padded frames set to exactly 0.
+    return h.masked_fill(~mask[..., None], 0.0)
+
+
+class _Block(nn.Module):
+    """A block: ``cls(d_in, config)``, then ``forward(h, mask, lengths)``.
+
+    ``h (batch, time, d_in)``, ``mask (batch, time)``, ``lengths (batch,)``
+    -> ``(batch, time, d_out)``.
+    """
+
+    d_out: int
+    #: context in input frames; None = unbounded.
+    receptive_field: int | None = 1
+
+
+class FrameBlock(_Block):
+    """Frame-wise MLP: ``layers`` x (Linear, GELU, dropout)."""
+
+    def __init__(self, d_in: int, cfg: FrameFields) -> None:
+        super().__init__()
+        mods: list[nn.Module] = []
+        for i in range(cfg.layers):
+            mods += [nn.Linear(d_in if i == 0 else cfg.hidden, cfg.hidden), nn.GELU(), nn.Dropout(cfg.dropout)]
+        self.net = nn.Sequential(*mods)
+        self.d_out = cfg.hidden
+        self.receptive_field = 1
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.net(h)
+
+
+class TDNNLayer(nn.Module):
+    """One time-delay layer: ``out[t] = relu(W [h[t+o_1]; ...; h[t+o_n]])``.
+
+    Splicing at sparse offsets (e.g. ``(-3, 0, 3)``) is what Peddinti et al.
+    (2015) call sub-sampling: wide context at the cost of a few taps. Frames
+    outside the sequence (and padded frames) read as 0.
+    """
+
+    def __init__(self, d_in: int, d_out: int, offsets: tuple[int, ...], dropout: float) -> None:
+        super().__init__()
+        self.offsets = tuple(sorted(set(offsets)))
+        self.left, self.right = max(0, -self.offsets[0]), max(0, self.offsets[-1])
+        self.linear = nn.Linear(d_in * len(self.offsets), d_out)
+        self.norm = nn.LayerNorm(d_out)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        T = h.shape[1]
+        h = F.pad(_zero_padding(h, mask), (0, 0, self.left, self.right))  # (batch, left + time + right, d)
+        spliced = torch.cat([h[:, self.left + o : self.left + o + T] for o in self.offsets], dim=-1)
+        return self.dropout(self.norm(F.relu(self.linear(spliced))))
+
+
+class TDNNBlock(_Block):
+    """Time-delay layers, one per splice offset list in ``cfg.contexts``."""
+
+    def __init__(self, d_in: int, cfg: TDNNFields) -> None:
+        super().__init__()
+        h = cfg.hidden
+        self.layers = nn.ModuleList(
+            TDNNLayer(d_in if i == 0 else h, h, offsets, cfg.dropout) for i, offsets in enumerate(cfg.contexts)
+        )
+        self.d_out = h
+        self.receptive_field = 1 + sum(max(o) - min(o) for o in cfg.contexts)
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            h = layer(h, mask)
+        return h
+
+
+def _rotary(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Rotary position embedding (Su et al. 2021) of ``(..., time, head_dim)``.
+
+    Rotating queries and keys by their position makes ``q . k`` depend on
+    the positions only through their difference: relative positions, the
+    same for a frame at second 5 of a training chunk and at minute 50 of a
+    full recording.
+    """
+    half = x.shape[-1] // 2
+    freq = 10000.0 ** (-torch.arange(half, device=x.device, dtype=torch.float32) / half)
+    angle = positions.to(torch.float32)[:, None] * freq[None, :]  # (time, half)
+    cos, sin = angle.cos().to(x.dtype), angle.sin().to(x.dtype)
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
+def local_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, window: int | None, dropout_p: float = 0.0
+) -> torch.Tensor:
+    """Self-attention of ``(batch, heads, time, head_dim)`` within +-``window`` frames.
+
+    The sequence is cut into blocks of ``window`` frames; each block's queries
+    attend to the keys of the previous, same and next block (``3 window``
+    keys), masked to ``|i - j| <= window`` and to valid keys. The result is
+    exactly sliding-window attention, with time and memory linear in the
+    length; the window does not depend on where a sequence was cut, so a
+    model behaves the same on training chunks and full recordings.
+    ``window=None`` is global attention (keys masked by ``mask``).
+    Padded queries attend to their window and are discarded by the caller.
+    """
+    B, H, T, D = q.shape
+    if window is None or window >= T:
+        # Key mask only, (batch, 1, 1, time): never a (time, time) tensor. Every
+        # query sees at least one valid key (lengths >= 1, window >= time), so no NaN.
+        keep = mask[:, None, None, :]
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=keep, dropout_p=dropout_p)
+    b = window
+    n = -(-T // b)  # blocks
+    pad = n * b - T
+    # Blocks go into the batch dimension, (batch * blocks, heads, frames, head_dim):
+    # 4-d inputs let torch use its fused (flash) CPU kernel, 16x less memory than 5-d here.
+    q = F.pad(q, (0, 0, 0, pad)).view(B, H, n, b, D).transpose(1, 2).reshape(B * n, H, b, D)
+    # keys/values padded by one block on each side, then cut in overlapping 3-block windows
+    k = F.pad(k, (0, 0, b, b + pad)).unfold(2, 3 * b, b).permute(0, 2, 1, 4, 3).reshape(B * n, H, 3 * b, D)
+    v = F.pad(v, (0, 0, b, b + pad)).unfold(2, 3 * b, b).permute(0, 2, 1, 4, 3).reshape(B * n, H, 3 * b, D)
+    valid = F.pad(mask, (b, b + pad), value=False).unfold(1, 3 * b, b)  # (batch, blocks, 3b)
+    r = torch.arange(b, device=q.device)
+    c = torch.arange(3 * b, device=q.device)
+    band = (r[:, None] + b - c[None, :]).abs() <= window  # (b, 3b), the same for every block
+    qvalid = F.pad(mask, (0, pad), value=False).view(B, n, b)
+    keep = band & (valid[:, :, None, :] | ~qvalid[:, :, :, None])  # (batch, blocks, b, 3b)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=keep.reshape(B * n, 1, b, 3 * b), dropout_p=dropout_p)
+    return out.view(B, n, H, b, D).transpose(1, 2).reshape(B, H, n * b, D)[:, :, :T]
+
+
+class AttentionLayer(nn.Module):
+    """Pre-norm transformer layer: local multi-head self-attention (rotary positions) + FFN."""
+
+    def __init__(self, d: int, heads: int, window: int | None, ffn_mult: int, dropout: float) -> None:
+        super().__init__()
+        self.heads, self.window, self.dropout_p = heads, window, dropout
+        self.norm1 = nn.LayerNorm(d)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.proj = nn.Linear(d, d)
+        self.norm2 = nn.LayerNorm(d)
+        self.ffn = nn.Sequential(nn.Linear(d, ffn_mult * d), nn.GELU(), nn.Linear(ffn_mult * d, d))
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        B, T, D = h.shape
+        q, k, v = self.qkv(self.norm1(h)).view(B, T, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
+        pos = torch.arange(T, device=h.device)
+        q, k = _rotary(q, pos), _rotary(k, pos)  # (batch, heads, time, head_dim)
+        a = local_attention(q, k, v, mask, self.window, self.dropout_p if self.training else 0.0)
+        h = h + self.dropout(self.proj(a.transpose(1, 2).reshape(B, T, D)))
+        h = h + self.dropout(self.ffn(self.norm2(h)))
+        return _zero_padding(h, mask)
+
+
+class AttentionBlock(_Block):
+    """Input projection, ``cfg.attention_layers`` attention layers, final LayerNorm."""
+
+    def __init__(self, d_in: int, cfg: AttentionFields) -> None:
+        super().__init__()
+        d = cfg.hidden
+        self.inp = nn.Linear(d_in, d)
+        self.layers = nn.ModuleList(
+            AttentionLayer(d, cfg.heads, cfg.window, cfg.ffn_mult, cfg.dropout) for _ in range(cfg.attention_layers)
+        )
+        self.norm = nn.LayerNorm(d)
+        self.d_out = d
+        self.receptive_field = None if cfg.window is None else 1 + 2 * cfg.window * cfg.attention_layers
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        h = _zero_padding(self.inp(h), mask)
+        for layer in self.layers:
+            h = layer(h, mask)
+        return self.norm(h)
+
+
+class LSTMBlock(_Block):
+    """Stacked (bi)LSTM in which padding never reaches a valid frame.
+
+    Equivalent to packing the batch, but faster on CPU (packed sequences
+    leave the fused kernel: 6x slower per training step here). The forward
+    direction runs over the padded batch as is: padding comes after every
+    valid frame. The backward direction runs forward over each sequence
+    reversed *within its length* (padding stays at the end), and its output
+    is reversed back.
+    """
+
+    def __init__(self, d_in: int, cfg: LSTMFields) -> None:
+        super().__init__()
+        hidden, directions = cfg.hidden, 2 if cfg.bidirectional else 1
+
+        def stack() -> nn.ModuleList:
+            return nn.ModuleList(
+                nn.LSTM(d_in if i == 0 else hidden * directions, hidden, batch_first=True)
+                for i in range(cfg.lstm_layers)
+            )
+
+        self.fwd = stack()
+        self.bwd = stack() if cfg.bidirectional else None
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.d_out = hidden * directions
+        self.receptive_field = None
+
+    @staticmethod
+    def _reverse_index(lengths: torch.Tensor, T: int) -> torch.Tensor:
+        # (batch, time) index reversing the first lengths[b] frames, leaving padding in place.
+        t = torch.arange(T, device=lengths.device)[None, :]
+        return torch.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        B, T, _ = h.shape
+        if self.bwd is not None:
+            index = self._reverse_index(lengths, T)
+
+            def reverse(z: torch.Tensor) -> torch.Tensor:
+                return torch.gather(z, 1, index[..., None].expand(-1, -1, z.shape[-1]))
+
+        for i in range(len(self.fwd)):
+            if i > 0:
+                h = self.dropout(h)
+            out = self.fwd[i](h)[0]  # (batch, time, hidden)
+            if self.bwd is not None:
+                out = torch.cat([out, reverse(self.bwd[i](reverse(h))[0])], dim=-1)
+            h = out
+        return h
+
+
+class _MaskedConv(nn.Module):
+    """Centred 1-d convolution over ``(batch, time, d)`` that zeroes padded frames first."""
+
+    def __init__(self, d_in: int, d_out: int, kernel: int, dilation: int = 1) -> None:
+        super().__init__()  # kernel: odd, as ConvFields checks
+        self.conv = nn.Conv1d(d_in, d_out, kernel, dilation=dilation, padding=dilation * (kernel - 1) // 2)
+        self.span = dilation * (kernel - 1)
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.conv(_zero_padding(h, mask).transpose(1, 2)).transpose(1, 2)
+
+
+class TCNBlock(_Block):
+    """Residual blocks of two dilated convolutions, dilation doubling per level."""
+
+    def __init__(self, d_in: int, cfg: ConvFields) -> None:
+        super().__init__()
+        hidden, kernel, levels = cfg.hidden, cfg.kernel, cfg.levels
+        self.inp = nn.Linear(d_in, hidden)
+        self.norms = nn.ModuleList(nn.LayerNorm(hidden) for _ in range(levels))
+        self.convs = nn.ModuleList(
+            nn.ModuleList([_MaskedConv(hidden, hidden, kernel, 2**i), _MaskedConv(hidden, hidden, kernel, 2**i)])
+            for i in range(levels)
+        )
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.d_out = hidden
+        self.receptive_field = 1 + 2 * (kernel - 1) * (2**levels - 1)
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        h = self.inp(h)
+        for norm, (c1, c2) in zip(self.norms, self.convs):
+            h = h + self.dropout(c2(F.gelu(c1(norm(h), mask)), mask))
+        return h
+
+
+class DSUSBlock(_Block):
+    """Down-sampling / up-sampling CNN with skip connections (U-Net shaped).
+
+    Lengths at each rate are ``ceil(length / 2**level)``; frames beyond are
+    zeroed, so padding never leaks. Because pooling groups frames in pairs
+    from the start, the context of a frame depends on its position modulo
+    ``2**levels``; :attr:`receptive_field` is the widest.
+    """
+
+    def __init__(self, d_in: int, cfg: ConvFields) -> None:
+        super().__init__()
+        hidden, kernel, levels = cfg.hidden, cfg.kernel, cfg.levels
+        self.levels = levels
+        self.inp = nn.Linear(d_in, hidden)
+        self.down = nn.ModuleList(_MaskedConv(hidden, hidden, kernel) for _ in range(levels))
+        self.bottom = _MaskedConv(hidden, hidden, kernel)
+        self.up = nn.ModuleList(_MaskedConv(2 * hidden, hidden, kernel) for _ in range(levels))
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.d_out = hidden
+        self.receptive_field = self._receptive_field(kernel, levels)
+
+    @staticmethod
+    @functools.lru_cache(maxsize=None)
+    def _receptive_field(kernel: int, levels: int) -> int:
+        # Exact widest context, from the support [lo, hi] (in input frames) of
+        # each output frame t, propagated through the network by interval
+        # arithmetic over one period of 2**levels output positions.
+        r = (kernel - 1) // 2
+
+        def conv(sup: list[tuple[int, int]]) -> list[tuple[int, int]]:
+            # sup[t] for t in a long enough range; neighbours t-r..t+r
+            n = len(sup)
+            return [
+                (min(sup[j][0] for j in range(max(0, t - r), min(n, t + r + 1))),
+                 max(sup[j][1] for j in range(max(0, t - r), min(n, t + r + 1))))
+                for t in range(n)
+            ]
+
+        n = 2**levels * (2 * kernel + 8) * (levels + 2)
+        sup = [(t, t) for t in range(n)]
+        skips = []
+        for _ in range(levels):
+            sup = conv(sup)
+            skips.append(sup)
+            sup = [(min(sup[2 * t][0], sup[2 * t + 1][0]), max(sup[2 * t][1], sup[2 * t + 1][1]))
+                   for t in range(len(sup) // 2)]
+        sup = conv(sup)
+        for skip in reversed(skips):
+            sup = [sup[t // 2] for t in range(2 * len(sup))]
+            sup = [(min(a[0], b[0]), max(a[1], b[1])) for a, b in zip(sup, skip)]
+            sup = conv(sup)
+        # widest support among frames far from both ends of the sequence
+        middle = sup[len(sup) // 3 : 2 * len(sup) // 3]
+        return max(hi - lo + 1 for lo, hi in middle)
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        h = self.inp(h)
+        skips = []
+        for conv in self.down:
+            h = F.gelu(conv(h, mask))
+            skips.append((h, mask))
+            if h.shape[1] % 2:
+                h, mask = F.pad(h, (0, 0, 0, 1)), F.pad(mask, (0, 1), value=False)
+            h = _zero_padding(h, mask)
+            h = 0.5 * (h[:, 0::2] + h[:, 1::2])  # average pooling by 2
+            mask = mask[:, 0::2] | mask[:, 1::2]
+        h = F.gelu(self.bottom(h, mask))
+        for conv, (skip, skip_mask) in zip(self.up, reversed(skips)):
+            h = h.repeat_interleave(2, dim=1)[:, : skip.shape[1]]  # nearest up-sampling
+            h = self.dropout(F.gelu(conv(torch.cat([h, skip], dim=-1), skip_mask)))
+            mask = skip_mask
+        return h
+
+
+#: Block kinds as configs name them in ``ModelConfig.blocks`` -> block class, built as ``cls(d_in, config)``.
+BLOCKS: dict[str, type[_Block]] = {
+    "frame": FrameBlock,
+    "tdnn": TDNNBlock,
+    "attention": AttentionBlock,
+    "lstm": LSTMBlock,
+    "tcn": TCNBlock,
+    "dsus": DSUSBlock,
+}
