@@ -44,7 +44,7 @@ import math
 import os
 import zlib
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from enum import Enum
 from typing import Any
 
@@ -65,6 +65,8 @@ __all__ = [
     "rater_columns",
     "annotate",
     "relabel",
+    "lag_model",
+    "lag_labels",
     "annotation_labels",
     "seed_labels",
     "chain_labels",
@@ -351,6 +353,28 @@ def relabel(table: pd.DataFrame, *, model: AnnotationModel) -> dict[str, pd.Data
         latent = stored[["time", *columns]].rename(columns=dict(zip(columns, TARGETS)))
         frames[utterance] = annotate(latent, model=model, key=utterance)
     return frames
+
+
+def lag_model(lag_s: float, *, seed: int, reference: AnnotationModel | None = None) -> AnnotationModel:
+    """The annotation model with mean rater lag ``lag_s``, all else as ``reference``.
+
+    The raters' lag spread scales with the lag (``spread = lag * reference
+    spread / reference lag``): no spread at lag 0, and ``lag_s`` equal to the
+    reference lag gives the reference model itself, i.e. the corpus' own labels.
+
+    Raises:
+        LabelError: a lag that is negative or not finite.
+    """
+    ref = reference or AnnotationModel(seed=seed)
+    if not (math.isfinite(lag_s) and lag_s >= 0):
+        raise LabelError("lag_model", f"lag must be a finite number >= 0 s, got {lag_s!r}")
+    spread = lag_s * ref.lag_spread / ref.lag_mean if ref.lag_mean > 0 else ref.lag_spread
+    return replace(ref, lag_mean=float(lag_s), lag_spread=float(spread), seed=int(seed))
+
+
+def lag_labels(table: pd.DataFrame, lag_s: float, *, seed: int) -> dict[str, pd.DataFrame]:
+    """Label frames of an emotools-rendered corpus as raters with mean lag ``lag_s`` would give them."""
+    return relabel(table, model=lag_model(lag_s, seed=seed))
 
 
 # --------------------------------------------------------------------------- the seed control

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from fractions import Fraction
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
@@ -39,6 +40,7 @@ __all__ = [
     "Normalizer",
     "chunk",
     "shift_labels",
+    "with_labels",
     "SequenceDataset",
     "pad",
     "collate",
@@ -219,10 +221,27 @@ def align(
 
 
 def _rate(time: np.ndarray, name: str) -> float:
+    """Frames per second of a time grid, exact for the grid it came from.
+
+    ``1 / median step`` of float timestamps is off in the last digits
+    (9.999999999999858 for a 10 Hz grid); the step is taken as the simplest
+    fraction of a second within 1 us of the median step (timestamps are kept
+    to the microsecond), so a 10 Hz grid gives 10.0 and a 1/3 s grid 3.0.
+
+    >>> _rate(np.arange(5) * 0.1 + 0.35, "r"), _rate(np.round(np.arange(4) / 3, 6), "r")
+    (10.0, 3.0)
+    """
     if len(time) < 2:
         raise SequenceError(name, "need at least 2 label frames to know the frame rate")
     step = float(np.median(np.diff(time)))
-    return 1.0 / step
+    if not step > 0:
+        raise SequenceError(name, f"time steps must be > 0, the median is {step}")
+    exact = Fraction(step)
+    for limit in (10, 100, 1000, 10**4, 10**5, 10**6):
+        exact = Fraction(step).limit_denominator(limit)
+        if abs(float(exact) - step) <= 1e-6:
+            break
+    return float(1 / exact) if exact > 0 else 1.0 / step
 
 
 def make_record(
@@ -284,7 +303,7 @@ def build_records(
     Returns:
         ``(records, failures)``, failures as ``{"id", "reason"}`` dicts.
     """
-    from tqdm.auto import tqdm
+    from .progress import tqdm
 
     get_f = features.__getitem__ if isinstance(features, Mapping) else features
     get_l = None if labels is None else (labels.__getitem__ if isinstance(labels, Mapping) else labels)
@@ -552,3 +571,27 @@ def protocol_ccc(
     per = np.array([[metrics.ccc(a[:, k], b[:, k]) for k in range(K)] for a, b in zip(t, p)])
     with np.errstate(all="ignore"):
         return np.array([np.nanmean(per[:, k]) if np.isfinite(per[:, k]).any() else np.nan for k in range(K)])
+
+
+def with_labels(records: Sequence[SequenceRecord], frames: Mapping[str, pd.DataFrame]) -> list[SequenceRecord]:
+    """The same records (same features) with labels taken from other label frames.
+
+    Each record's frames are matched by time (records keep the label grid's
+    timestamps), so features never have to be aligned again; e.g. labels at
+    another raters' lag (:func:`emotools.labels.lag_labels`).
+
+    Raises:
+        SequenceError: a record without a label frame, or times the frame lacks.
+    """
+    out = []
+    for rec in records:
+        if rec.id not in frames:
+            raise SequenceError(rec.id, "no label frame")
+        frame = frames[rec.id]
+        t = frame["time"].to_numpy(np.float64)
+        idx = np.clip(np.searchsorted(t, rec.time - 1e-6), 0, len(t) - 1)
+        if len(t) == 0 or np.abs(t[idx] - rec.time).max() > 1e-6:
+            raise SequenceError(rec.id, "the label frame lacks some of the record's times")
+        y = frame[list(rec.target_names)].to_numpy(np.float32)[idx]
+        out.append(rec.replace(y=y))
+    return out

@@ -1,4 +1,4 @@
-"""The long-context study: settings, relabelling at other lags, sweeps, cost, frontier, conclusions."""
+"""The long-context study: settings, relabelling at other lags, sweeps, cost, frontier, findings."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emotools import context, experiments, labels, metrics, models, plots, postprocess
+from emotools import experiments, labels, metrics, models, parallel, plots, postprocess, sequences, study
+from emotools.study import cost
 from emotools.sequences import SequenceRecord
 
 # --------------------------------------------------------------------------- settings
@@ -18,56 +19,56 @@ from emotools.sequences import SequenceRecord
 
 @pytest.mark.parametrize("layers", [1, 2, 3, 4, 5, 6])
 def test_tdnn_depth_doubles_the_receptive_field(layers: int) -> None:
-    setting = context.Setting("tdnn", "layers", layers)
+    setting = study.Setting("tdnn", "layers", layers)
     expected = 5 + 6 * (2 ** (layers - 1) - 1)  # 5 taps, then offsets +-3, +-6, +-12, ...
     assert setting.receptive_field_frames() == expected
     assert setting.receptive_field_s(10.0) == pytest.approx(expected / 10.0)
     if layers == 4:  # the registry's default TDNN
-        assert context.tdnn_contexts(4) == models.TDNN_CONTEXTS
+        assert study.tdnn_contexts(4) == models.TDNN_CONTEXTS
 
 
 def test_setting_knobs_map_to_model_and_training_options() -> None:
-    attention = context.Setting("attention", "window", 25)
+    attention = study.Setting("attention", "window", 25)
     assert attention.model_options == {"window": 25}
     assert attention.receptive_field_frames() == 1 + 2 * 25 * models.AttentionConfig.attention_layers
     assert attention.name == "attention (window 25)"
-    tcn = context.Setting("tcn", "levels", 3)
+    tcn = study.Setting("tcn", "levels", 3)
     assert tcn.receptive_field_frames() == 1 + 2 * (3 - 1) * (2**3 - 1)
-    lstm = context.Setting("lstm", "chunk_s", 5.0)
+    lstm = study.Setting("lstm", "chunk_s", 5.0)
     assert lstm.model_options == {} and lstm.chunk_s(30.0) == 5.0
     assert math.isinf(lstm.receptive_field_s()) and lstm.context_s(30.0) == 5.0
-    assert context.Setting("mlp").context_s(30.0) == pytest.approx(0.1) and context.Setting("mlp").name == "mlp"
-    assert context.Setting("lstm").context_s(30.0) == 30.0  # unbounded: the training chunk is its context
+    assert study.Setting("mlp").context_s(30.0) == pytest.approx(0.1) and study.Setting("mlp").name == "mlp"
+    assert study.Setting("lstm").context_s(30.0) == 30.0  # unbounded: the training chunk is its context
 
 
 def test_bad_settings_and_grids_are_named() -> None:
-    with pytest.raises(context.ContextError, match="unknown family 'gru'"):
-        context.Setting("gru")
-    with pytest.raises(context.ContextError, match="mlp: unknown knob 'window'"):
-        context.Setting("mlp", "window", 5)
-    with pytest.raises(context.ContextError, match="lstm: has no TDNN layers"):
-        context.Setting("lstm", "layers", 3)
-    with pytest.raises(context.ContextError, match="window must be > 0"):
-        context.Setting("attention", "window", 0)
-    with pytest.raises(context.ContextError, match="mlp: no context knob"):
-        context.settings_from_grid({"mlp": [1, 2]})
-    with pytest.raises(context.ContextError, match="unknown family 'cnn'"):
-        context.settings_from_grid({"cnn": []})
+    with pytest.raises(study.StudyError, match="unknown family 'gru'"):
+        study.Setting("gru")
+    with pytest.raises(study.StudyError, match="mlp: unknown knob 'window'"):
+        study.Setting("mlp", "window", 5)
+    with pytest.raises(study.StudyError, match="lstm: has no TDNN layers"):
+        study.Setting("lstm", "layers", 3)
+    with pytest.raises(study.StudyError, match="window must be > 0"):
+        study.Setting("attention", "window", 0)
+    with pytest.raises(study.StudyError, match="mlp: no context knob"):
+        study.settings_from_grid({"mlp": [1, 2]})
+    with pytest.raises(study.StudyError, match="unknown family 'cnn'"):
+        study.settings_from_grid({"cnn": []})
 
 
 def test_grid_plan_and_deduplication() -> None:
-    settings = context.settings_from_grid({"mlp": [], "tdnn": [2, 4], "lstm": [30.0]})
+    settings = study.settings_from_grid({"mlp": [], "tdnn": [2, 4], "lstm": [30.0]})
     assert [s.name for s in settings] == ["mlp", "tdnn (2 layers)", "tdnn (4 layers)", "lstm (chunk 30 s)"]
-    extra = [context.Setting("tdnn"), context.Setting("lstm"), context.Setting("tcn")]
-    unique = context.unique_settings(settings + extra, chunk_s=30.0)
+    extra = [study.Setting("tdnn"), study.Setting("lstm"), study.Setting("tcn")]
+    unique = study.unique_settings(settings + extra, chunk_s=30.0)
     # tdnn's default config is the 4-layer TDNN; lstm's default trains on the same 30-s chunks
     assert [s.name for s in unique] == ["mlp", "tdnn (2 layers)", "tdnn (4 layers)", "lstm (chunk 30 s)", "tcn"]
-    assert len(context.unique_settings(settings + extra, chunk_s=10.0)) == 6
-    plan = context.make_plan(settings[:2], study_lag_s=3.0, lags_s=[0.0, 4.0], lag_settings=[settings[0]])
+    assert len(study.unique_settings(settings + extra, chunk_s=10.0)) == 6
+    plan = study.make_plan(settings[:2], study_lag_s=3.0, lags_s=[0.0, 4.0], lag_settings=[settings[0]])
     assert [(lag, s.name) for lag, s in plan] == [(3.0, "mlp"), (3.0, "tdnn (2 layers)"), (0.0, "mlp"), (4.0, "mlp")]
-    table = context.plan_table(plan, chunk_s=30.0)
+    table = study.plan_table(plan, chunk_s=30.0)
     assert table["receptive_field_s"].tolist() == pytest.approx([0.1, 1.1, 0.1, 0.1])
-    assert table["parameters"].iloc[1] == models.build("tdnn", contexts=context.tdnn_contexts(2)).n_parameters
+    assert table["parameters"].iloc[1] == models.build("tdnn", contexts=study.tdnn_contexts(2)).n_parameters
 
 
 # --------------------------------------------------------------------------- labels at other lags
@@ -75,14 +76,14 @@ def test_grid_plan_and_deduplication() -> None:
 
 def test_lag_model_scales_the_raters_lags_and_reproduces_the_corpus_at_its_own_lag() -> None:
     reference = labels.AnnotationModel(seed=5)
-    assert context.lag_model(reference.lag_mean, seed=5) == reference
-    zero = context.lag_model(0.0, seed=5).panel()
+    assert labels.lag_model(reference.lag_mean, seed=5) == reference
+    zero = labels.lag_model(0.0, seed=5).panel()
     assert all(r.lag == 0.0 for r in zero)
-    four = context.lag_model(4.0, seed=5).panel()
+    four = labels.lag_model(4.0, seed=5).panel()
     assert np.mean([r.lag for r in four]) == pytest.approx(4.0, abs=1e-3)
     assert [r.smoothing for r in four] == [r.smoothing for r in reference.panel()]  # only the lags change
-    with pytest.raises(context.ContextError, match="lag must be"):
-        context.lag_model(-1.0, seed=0)
+    with pytest.raises(labels.LabelError, match="lag must be"):
+        labels.lag_model(-1.0, seed=0)
 
 
 def _latent_corpus(tmp_path: Path, n: int = 2, seconds: float = 240.0) -> pd.DataFrame:
@@ -113,8 +114,8 @@ def _lag_of(latent: np.ndarray, signal: np.ndarray, rate: float = 10.0) -> float
 
 def test_relabelled_lag_moves_the_labels_by_the_lag(tmp_path: Path) -> None:
     table = _latent_corpus(tmp_path)
-    zero = context.lag_labels(table, 0.0, seed=0)
-    four = context.lag_labels(table, 4.0, seed=0)
+    zero = labels.lag_labels(table, 0.0, seed=0)
+    four = labels.lag_labels(table, 4.0, seed=0)
     for rec in table["utterance"]:
         latent = zero[rec]["arousal_latent"].to_numpy()
         shift = _lag_of(latent, four[rec]["arousal_ceiling"].to_numpy()) - _lag_of(
@@ -125,7 +126,7 @@ def test_relabelled_lag_moves_the_labels_by_the_lag(tmp_path: Path) -> None:
     records = [SequenceRecord(id=u, x=np.zeros((len(zero[u]), 1)), time=zero[u]["time"].to_numpy(), rate_hz=10.0,
                               y=zero[u][["arousal", "valence"]].to_numpy(), split=s)
                for u, s in zip(table["utterance"], table["split"])]
-    ceiling = context.annotation_ceiling(four, records)
+    ceiling = study.annotation_ceiling(four, records)
     test = four["rec0"]
     assert ceiling["arousal"] == pytest.approx(metrics.ccc(test["arousal"], test["arousal_ceiling"]), abs=1e-9)
     assert 0.5 < ceiling["arousal"] <= 1.0
@@ -136,14 +137,14 @@ def test_with_labels_keeps_features_and_takes_labels_by_time() -> None:
     rec = SequenceRecord(id="a", x=np.arange(6.0).reshape(3, 2), time=t[1:4], rate_hz=10.0, y=np.zeros((3, 2)),
                          split="test")
     frame = pd.DataFrame({"time": t, "arousal": [0.0, 0.1, 0.2, 0.3, 0.4], "valence": [1.0, 1.1, 1.2, 1.3, 1.4]})
-    [new] = context.with_labels([rec], {"a": frame})
+    [new] = sequences.with_labels([rec], {"a": frame})
     assert new.y[:, 0].tolist() == pytest.approx([0.1, 0.2, 0.3])
     assert new.y[:, 1].tolist() == pytest.approx([1.1, 1.2, 1.3])
     assert np.array_equal(new.x, rec.x)
-    with pytest.raises(context.ContextError, match="a: no label frame"):
-        context.with_labels([rec], {})
-    with pytest.raises(context.ContextError, match="a: the label frame lacks"):
-        context.with_labels([rec], {"a": frame.iloc[:2]})
+    with pytest.raises(sequences.SequenceError, match="a: no label frame"):
+        sequences.with_labels([rec], {})
+    with pytest.raises(sequences.SequenceError, match="a: the label frame lacks"):
+        sequences.with_labels([rec], {"a": frame.iloc[:2]})
 
 
 # --------------------------------------------------------------------------- sweeps
@@ -166,10 +167,10 @@ def _records(lag_frames: int = 0, *, frames: int = 150) -> list[SequenceRecord]:
 
 def test_run_sweep_rows_caching_and_parallel_equal_serial(tmp_path: Path) -> None:
     records_by_lag = {0.0: _records(0), 2.0: _records(20)}
-    mlp, tdnn = context.Setting("mlp"), context.Setting("tdnn", "layers", 2)
-    plan = context.make_plan([mlp, tdnn], study_lag_s=2.0, lags_s=[0.0], lag_settings=[mlp])
+    mlp, tdnn = study.Setting("mlp"), study.Setting("tdnn", "layers", 2)
+    plan = study.make_plan([mlp, tdnn], study_lag_s=2.0, lags_s=[0.0], lag_settings=[mlp])
     options = dict(seeds=[0, 1], epochs=2, chunk_s=6.0, progress=False)
-    sweep = context.run_sweep(records_by_lag, plan, run_dir=tmp_path / "serial", jobs=1, **options)
+    sweep = study.run_sweep(records_by_lag, plan, run_dir=tmp_path / "serial", jobs=1, **options)
     r = sweep.results
     assert set(zip(r["lag_s"], r["setting"])) == {(2.0, "mlp"), (2.0, "tdnn (2 layers)"), (0.0, "mlp")}
     # per (lag, setting): 2 seeds x 2 targets x (2 splits x raw/avec + test with the delay step only)
@@ -183,23 +184,23 @@ def test_run_sweep_rows_caching_and_parallel_equal_serial(tmp_path: Path) -> Non
     assert len(sweep.predictions(2.0, "mlp")) == 1 and sweep.predictions(2.0, "mlp")[0].shape == (150, 2)
     assert sweep.best(2.0, split="dev") in {"mlp", "tdnn (2 layers)"}
     # a rerun is served from the cache; worker processes give the same numbers
-    again = context.run_sweep(records_by_lag, plan, run_dir=tmp_path / "serial", jobs=1, **options)
+    again = study.run_sweep(records_by_lag, plan, run_dir=tmp_path / "serial", jobs=1, **options)
     pd.testing.assert_frame_equal(again.results, r)
-    parallel = context.run_sweep(records_by_lag, plan, run_dir=tmp_path / "parallel", jobs=2, **options)
+    parallel = study.run_sweep(records_by_lag, plan, run_dir=tmp_path / "parallel", jobs=2, **options)
     cols = ["lag_s", "setting", "seed", "target", "split", "postprocess", "ccc", "mse"]
     pd.testing.assert_frame_equal(parallel.results[cols], r[cols])
     assert sweep.failures.empty
     # a point that cannot be trained is recorded, the others go on
-    bad = context.Setting("tcn", "kernel", 4)  # even kernels cannot be centred
-    partial = context.run_sweep(records_by_lag, [(2.0, mlp), (2.0, bad)], run_dir=tmp_path / "serial", jobs=1,
+    bad = study.Setting("tcn", "kernel", 4)  # even kernels cannot be centred
+    partial = study.run_sweep(records_by_lag, [(2.0, mlp), (2.0, bad)], run_dir=tmp_path / "serial", jobs=1,
                                 **options)
     assert set(partial.results["setting"]) == {"mlp"}
     assert partial.failures[["lag_s", "setting"]].values.tolist() == [[2.0, "tcn (kernel 4)"]]
     assert "odd" in partial.failures["reason"].iloc[0]
-    with pytest.raises(context.ContextError, match="every point of the sweep failed"):
-        context.run_sweep(records_by_lag, [(2.0, bad)], run_dir=tmp_path / "serial", jobs=1, **options)
-    with pytest.raises(context.ContextError, match=r"no records for lag\(s\) \[4.0\]"):
-        context.run_sweep(records_by_lag, [(4.0, mlp)], run_dir=tmp_path / "x", jobs=1, **options)
+    with pytest.raises(study.StudyError, match="every point of the sweep failed"):
+        study.run_sweep(records_by_lag, [(2.0, bad)], run_dir=tmp_path / "serial", jobs=1, **options)
+    with pytest.raises(study.StudyError, match=r"no records for lag\(s\) \[4.0\]"):
+        study.run_sweep(records_by_lag, [(4.0, mlp)], run_dir=tmp_path / "x", jobs=1, **options)
 
 
 def test_delay_only_rows_apply_just_the_delay_step() -> None:
@@ -212,7 +213,7 @@ def test_delay_only_rows_apply_just_the_delay_step() -> None:
         postprocess.TargetSteps(delay_frames=0, offset=-5.0)])
     cell = experiments.Cell("mlp", "joint", 0, ("arousal", "valence"), [], pd.DataFrame(), [early],
                             chain.to_dict())
-    rows = {r["target"]: r for r in context.delay_only_rows(cell, recs)}
+    rows = {r["target"]: r for r in study.delay_only_rows(cell, recs)}
     assert rows["arousal"]["delay_s"] == pytest.approx(0.7) and rows["valence"]["delay_s"] == 0.0
     assert rows["arousal"]["ccc"] == pytest.approx(metrics.ccc(truth[:, 0], postprocess.delay(early[:, 0], k)))
     assert rows["arousal"]["ccc"] > 0.99 > metrics.ccc(truth[:, 0], early[:, 0])  # no smoothing, no offset
@@ -251,23 +252,23 @@ def _study_table() -> pd.DataFrame:
 
 
 def test_context_curve_and_saturation_on_a_hand_made_table() -> None:
-    curve = context.context_curve(_study_table())
+    curve = study.context_curve(_study_table())
     tdnn = curve[(curve["lag_s"] == 3.0) & (curve["family"] == "tdnn") & (curve["target"] == "arousal")]
     assert tdnn["context_s"].tolist() == [1.1, 4.7, 19.1]
     assert tdnn["ccc"].tolist() == pytest.approx([0.40, 0.69, 0.70])  # mean of the two seeds
     assert tdnn["ccc_sd"].tolist() == pytest.approx([np.std([-0.01, 0.01], ddof=1)] * 3)
-    sat = context.saturation(curve, tolerance=0.02).set_index(["lag_s", "family", "target"])
+    sat = study.saturation(curve, tolerance=0.02).set_index(["lag_s", "family", "target"])
     row = sat.loc[(3.0, "tdnn", "arousal")]
     assert row["saturation_s"] == 4.7 and row["best_context_s"] == 19.1
     assert row["gain"] == pytest.approx(0.30) and row["saturation_setting"] == "tdnn (layers 4)"
-    assert context.saturation(curve, tolerance=0.0).set_index(["lag_s", "family", "target"]).loc[
+    assert study.saturation(curve, tolerance=0.0).set_index(["lag_s", "family", "target"]).loc[
         (3.0, "tdnn", "arousal"), "saturation_s"] == 19.1
-    with pytest.raises(context.ContextError, match="no rows"):
-        context.context_curve(_study_table(), split="dev")
+    with pytest.raises(study.StudyError, match="no rows"):
+        study.context_curve(_study_table(), split="dev")
 
 
 def test_lag_table_compares_floor_context_and_delay_compensation() -> None:
-    table = context.lag_table(_study_table(), ceilings={3.0: {"arousal": 0.97, "valence": 0.95}})
+    table = study.lag_table(_study_table(), ceilings={3.0: {"arousal": 0.97, "valence": 0.95}})
     row = table.set_index(["lag_s", "target"]).loc[(3.0, "arousal")]
     assert row["floor_raw"] == pytest.approx(0.30) and row["floor_delay"] == pytest.approx(0.50)
     assert row["floor_delay_s"] == 3.0 and row["best_setting"] == "tdnn (layers 6)"
@@ -282,10 +283,10 @@ def test_pareto_front_on_a_hand_made_table() -> None:
     cost = [1.0, 2.0, 2.0, 3.0, 0.5, np.nan, 4.0]
     score = [0.5, 0.7, 0.6, 0.7, 0.1, 0.99, 0.9]
     # 0.5 cheapest; (1, .5) and (2, .7) better for their cost; (2, .6) and (3, .7) dominated by (2, .7); NaN never
-    assert context.pareto_front(cost, score).tolist() == [True, True, False, False, True, False, True]
-    assert context.pareto_front([1.0, 1.0], [0.5, 0.5]).tolist() == [True, True]  # ties dominate nobody
-    with pytest.raises(context.ContextError, match="differ in length"):
-        context.pareto_front([1.0], [0.1, 0.2])
+    assert study.pareto_front(cost, score).tolist() == [True, True, False, False, True, False, True]
+    assert study.pareto_front([1.0, 1.0], [0.5, 0.5]).tolist() == [True, True]  # ties dominate nobody
+    with pytest.raises(study.StudyError, match="differ in length"):
+        study.pareto_front([1.0], [0.1, 0.2])
 
 
 def _costs() -> pd.DataFrame:
@@ -300,7 +301,7 @@ def _costs() -> pd.DataFrame:
 
 
 def test_frontier_table_uses_the_longest_length_and_marks_the_front() -> None:
-    f = context.frontier_table(_study_table(), _costs(), lag_s=3.0).set_index("setting")
+    f = study.frontier_table(_study_table(), _costs(), lag_s=3.0).set_index("setting")
     assert f.loc["mlp", "minutes"] == 10.0 and f.loc["mlp", "infer_seconds_per_hour"] == pytest.approx(0.06)
     assert f.loc["mlp", "train_epoch_seconds_per_hour"] == pytest.approx(5.0 * 6)
     assert f.loc["mlp", "ccc"] == pytest.approx(0.25)  # mean of the targets, raw predictions
@@ -309,38 +310,88 @@ def test_frontier_table_uses_the_longest_length_and_marks_the_front() -> None:
     assert list(f.index) == ["mlp", "tdnn (layers 2)", "tdnn (layers 6)", "tdnn (layers 4)"]  # by cost
 
 
-def test_conclusions_are_written_from_the_numbers() -> None:
-    results = _study_table()
-    curve = context.context_curve(results)
-    sat = context.saturation(curve, tolerance=0.02)
-    lags = context.lag_table(results)
-    frontier = context.frontier_table(results, _costs(), lag_s=3.0)
-    text = context.conclusions(curve, sat, lags, frontier, ceilings={"arousal": 0.97, "valence": 0.95},
-                               study_lag_s=3.0)
-    assert "best test CCC 0.700 by `tdnn (layers 6)`" in text and "0.270 remains" in text
-    assert "+0.300 CCC from 1.1 s to 4.7 s" in text
-    assert "Delay compensation does not substitute for context" in text
-    assert "The whole AVEC chain" in text and "does not substitute for learnt context" in text
-    assert "lifts the frame-local model to 0.450-0.750" in text  # valence at lag 3 s to arousal at lag 0 s
-    assert "the cheapest within 0.02 CCC of it is `tdnn (layers 6)`" in text
-    # other numbers, other words: a floor that delay compensation lifts to the best model's level
-    better = results.copy()
+def _findings(results: pd.DataFrame, **kwargs) -> pd.DataFrame:
+    curve = study.context_curve(results)
+    return study.findings_table(curve, study.saturation(curve, tolerance=0.02), study.lag_table(results),
+                                study.frontier_table(results, _costs(), lag_s=3.0), study_lag_s=3.0, **kwargs)
+
+
+def _one(table: pd.DataFrame, kind: str, subject: str | None = None) -> pd.Series:
+    rows = table[(table["kind"] == kind) & ((table["subject"] == subject) if subject else True)]
+    assert len(rows) == 1, (kind, subject, rows)
+    return rows.iloc[0]
+
+
+def test_findings_table_holds_each_claim_with_its_numbers() -> None:
+    table = _findings(_study_table(), ceilings={"arousal": 0.97, "valence": 0.95})
+    assert list(table.columns[:3]) == list(study.FINDING_COLUMNS) and (table["tolerance"] == 0.02).all()
+    assert list(dict.fromkeys(table["kind"])) == ["best", "saturation", "lag", "delay", "chain", "context_needed",
+                                                 "growth", "efficiency", "cost_gain"]
+    best = _one(table, "best", "arousal")
+    assert best["setting"] == "tdnn (layers 6)" and best["ccc"] == pytest.approx(0.70)
+    assert best["reference"] == "mlp" and best["reference_ccc"] == pytest.approx(0.30)
+    assert best["ceiling"] == 0.97 and best["remaining"] == pytest.approx(0.27)
+    sat = table[(table["kind"] == "saturation") & (table["target"] == "arousal")].iloc[0]
+    assert sat["subject"] == "tdnn" and sat["gain"] == pytest.approx(0.30)
+    assert (sat["smallest_context_s"], sat["largest_context_s"]) == (1.1, 19.1)
+    lag = table[(table["kind"] == "lag") & (table["target"] == "arousal")].set_index("lag_s")
+    assert lag.loc[3.0, "reference_ccc"] == pytest.approx(0.30) and lag.loc[3.0, "delay_s"] == 3.0
+    assert lag.loc[3.0, "reference_delay_ccc"] == pytest.approx(0.50) and lag.loc[0.0, "ccc"] == pytest.approx(0.80)
+    delay = _one(table, "delay")
+    assert delay["finding"] == "does not substitute for context"
+    # best raw minus delay-compensated floor: 0.70 - 0.50 (arousal, lag 3) .. 0.80 - 0.50 (arousal, lag 0)
+    assert (delay["gap_min"], delay["gap_max"]) == pytest.approx((0.20, 0.30))
+    chain = _one(table, "chain")
+    assert chain["finding"] == "does not substitute for learnt context"
+    # valence at lag 3 s (0.45) to arousal at lag 0 s (0.75)
+    assert (chain["floor_avec_min"], chain["floor_avec_max"]) == pytest.approx((0.45, 0.75))
+    efficiency = _one(table, "efficiency")
+    assert efficiency["setting"] == "tdnn (layers 6)" and efficiency["reference"] == "tdnn (layers 6)"
+    assert efficiency["front"] == "mlp; tdnn (layers 2); tdnn (layers 6)" and efficiency["minutes"] == 10.0
+    gain = _one(table, "cost_gain")
+    # (mean CCC 0.65 - floor 0.25) / 0.18 s per hour
+    assert gain["gain"] == pytest.approx(0.40) and gain["per_cost"] == pytest.approx(0.40 / 0.18)
+    # other numbers, other verdict: a floor that delay compensation lifts to the best model's level
+    better = _study_table()
     better.loc[(better["family"] == "mlp") & (better["postprocess"] == "delay"), "ccc"] = 0.8
-    text2 = context.conclusions(curve, sat, context.lag_table(better), frontier,
-                                ceilings={"arousal": 0.97, "valence": 0.95}, study_lag_s=3.0)
-    assert "Delay compensation substitutes for context" in text2
+    assert _one(_findings(better, ceilings={}), "delay")["finding"] == "substitutes for context"
+
+
+def test_conclusions_are_rendered_from_the_findings_table(tmp_path: Path) -> None:
+    results = _study_table()
+    curve = study.context_curve(results)
+    sat = study.saturation(curve, tolerance=0.02)
+    frontier = study.frontier_table(results, _costs(), lag_s=3.0)
+    ceilings = {"arousal": 0.97, "valence": 0.95}
+    table = study.findings_table(curve, sat, study.lag_table(results), frontier, ceilings=ceilings, study_lag_s=3.0)
+    text = study.conclusions(curve, sat, study.lag_table(results), frontier, ceilings=ceilings, study_lag_s=3.0)
+    assert text == study.render_findings(table)
+    # one bullet per (kind, subject) group; context_needed rows feed the growth bullet
+    lines = text.splitlines()
+    assert all(line.startswith("- ") for line in lines) and len(lines) == 2 + 1 + 2 + 1 + 1 + 1 + 1 + 1
+    best = _one(table, "best", "arousal")
+    assert f"best test CCC {best['ccc']:.3f} by `{best['setting']}`" in text
+    assert f"{best['remaining']:.3f} remains" in text
+    delay = _one(table, "delay")
+    assert f"Delay compensation {delay['finding']}" in text and f"{delay['gap_min']:+.3f}" in text
+    # a table saved as CSV and read back renders the same text
+    table.to_csv(tmp_path / "findings.csv", index=False)
+    assert study.render_findings(pd.read_csv(tmp_path / "findings.csv")) == text
+    empty = study.findings_table(curve.iloc[:0], sat.iloc[:0], pd.DataFrame(), frontier.iloc[:0], ceilings={},
+                                 study_lag_s=3.0)
+    assert empty.empty and study.render_findings(empty) == ""
 
 
 def test_study_views_rebuild_what_the_poster_draws() -> None:
     results = _study_table()
-    ceilings = context.ceiling_table({3.0: {"arousal": 0.97, "valence": 0.95}, 0.0: {"arousal": 0.99}})
-    assert context.ceilings_from_table(ceilings) == {3.0: {"arousal": 0.97, "valence": 0.95}, 0.0: {"arousal": 0.99}}
-    views = context.study_views(results, costs=_costs(), ceilings=ceilings)
+    ceilings = study.ceiling_table({3.0: {"arousal": 0.97, "valence": 0.95}, 0.0: {"arousal": 0.99}})
+    assert study.ceilings_from_table(ceilings) == {3.0: {"arousal": 0.97, "valence": 0.95}, 0.0: {"arousal": 0.99}}
+    views = study.study_views(results, costs=_costs(), ceilings=ceilings)
     assert views.study_lag_s in (0.0, 3.0) and views.ceilings == views.lag_ceilings[views.study_lag_s]
     assert set(views.curve["lag_s"]) == {views.study_lag_s}
     assert set(views.lag_curve["setting"]) == set(results["setting"])  # every setting ran at both lags
     assert views.frontier is not None and views.frontier["on_front"].any()
-    assert context.study_views(results).frontier is None
+    assert study.study_views(results).frontier is None
 
 
 # --------------------------------------------------------------------------- cost
@@ -353,7 +404,7 @@ def test_peak_memory_sees_a_known_allocation() -> None:
         a = np.ones(size // 8)  # touched: resident
         return int(a.nbytes)
 
-    nbytes, m = context.peak_memory(allocate)
+    nbytes, m = study.peak_memory(allocate)
     assert nbytes == size and m["seconds"] >= 0 and m["cpu_seconds"] >= 0
     if m["memory_method"] == "VmHWM reset":
         assert m["peak_bytes"] == pytest.approx(size, rel=0.15)
@@ -362,8 +413,8 @@ def test_peak_memory_sees_a_known_allocation() -> None:
 
 
 def test_measure_costs_every_architecture_at_a_tiny_length_and_failures_go_on() -> None:
-    settings = [context.Setting(name) for name in models.MODELS] + [context.Setting("tcn", "kernel", 4)]
-    costs = context.measure_costs(settings, [0.05], repeats=1, train_epochs=1, chunk_s=1.0, progress=False)
+    settings = [study.Setting(name) for name in models.MODELS] + [study.Setting("tcn", "kernel", 4)]
+    costs = study.measure_costs(settings, [0.05], repeats=1, train_epochs=1, chunk_s=1.0, progress=False)
     ok, bad = costs.iloc[:-1], costs.iloc[-1]
     assert ok["setting"].tolist() == list(models.MODELS)
     assert (ok["error"] == "").all(), ok["error"].tolist()
@@ -374,8 +425,39 @@ def test_measure_costs_every_architecture_at_a_tiny_length_and_failures_go_on() 
     assert ok["infer_seconds_per_hour"].tolist() == pytest.approx((ok["infer_seconds"] * 60 / 0.05).tolist())
     assert ok.set_index("setting").loc["tdnn", "parameters"] == models.build("tdnn").n_parameters
     assert "odd" in bad["error"] and math.isnan(bad["receptive_field_s"])
-    with pytest.raises(context.ContextError, match="must be > 0 minutes"):
-        context.measure_costs(settings[:1], [0.0])
+    with pytest.raises(study.StudyError, match="must be > 0 minutes"):
+        study.measure_costs(settings[:1], [0.0])
+
+
+def test_run_each_reports_failures_and_workers_give_the_same_results() -> None:
+    tasks = [4.0, -1.0, 9.0]  # math.sqrt(-1.0) raises: recorded, the others go on
+    serial = list(parallel.run_each(math.sqrt, tasks, jobs=1))
+    assert [(t, r) for t, r, e in serial if e is None] == [(4.0, 2.0), (9.0, 3.0)]
+    [(bad, result, error)] = [x for x in serial if x[2] is not None]
+    assert bad == -1.0 and result is None and isinstance(error, ValueError)
+    pooled = sorted(parallel.run_each(math.sqrt, tasks, jobs=2), key=lambda x: tasks.index(x[0]))
+    assert [(t, r) for t, r, _ in pooled] == [(t, r) for t, r, _ in serial]
+    assert [type(e) for _, _, e in pooled] == [type(None), ValueError, type(None)]
+
+
+def test_cost_harness_measures_in_a_fresh_process_and_survives_a_dead_worker() -> None:
+    import torch
+
+    model = models.build("mlp", 3, 2).eval()
+    m = cost.measure_inference(model, torch.zeros(1, 40, 3), repeats=3, warmup_frames=10)
+    assert len(m["seconds_all"]) == 3 and m["seconds"] == min(m["seconds_all"])
+    assert m["seconds_median"] == pytest.approx(float(np.median(m["seconds_all"])))
+    assert m["peak_rss_bytes"] >= m["peak_bytes"] >= 0
+    job = {"family": "mlp", "frames": 50, "n_features": 88, "n_targets": 2, "threads": 1, "repeats": 2}
+    [row] = cost.run_isolated("emotools.study.cost:model_inference", [job])
+    assert row["frames"] == 50 and row["parameters"] == models.build("mlp", 88, 2).n_parameters
+    assert row["infer_seconds"] > 0 and len(row["infer_seconds_all"]) == 2 and "error" not in row
+    # sys.exit(job) kills the worker: the job in flight is blamed, a new worker takes the next one
+    dead = cost.run_isolated("sys:exit", [{"a": 1}, {"b": 2}])
+    assert "'a': 1" in dead[0]["error"] and "'b': 2" in dead[1]["error"]
+    # subprocess.run(job) runs the job's keys as argv: `sh -c "sleep 3" id` blocks past the timeout
+    [slow] = cost.run_isolated("subprocess:run", [{"sh": 0, "-c": 0, "sleep 3": 0}], timeout=1.5)
+    assert slow["error"] == "timeout after 1.5 s"
 
 
 # --------------------------------------------------------------------------- poster helpers
@@ -387,7 +469,7 @@ def test_trajectory_frame_is_tidy_with_rater_band() -> None:
                          speaker="spk")
     frame = pd.DataFrame({"time": t, "arousal": 0.0, "valence": 0.0, "arousal_r1": [0, 1, 2, 3],
                           "arousal_r2": [3, 2, 1, 0], "arousal_latent": 0.5})
-    table = context.trajectory_frame(rec, {"mlp": np.full((4, 2), 0.25)}, frame=frame)
+    table = study.trajectory_frame(rec, {"mlp": np.full((4, 2), 0.25)}, frame=frame)
     a = table[table["target"] == "arousal"]
     assert list(a.columns) == ["recording", "speaker", "time", "target", "gold", "raters_min", "raters_max",
                                "latent", "mlp"]
@@ -405,7 +487,7 @@ def test_collect_results_notes_missing_and_unreadable_tables(tmp_path: Path) -> 
     pd.DataFrame({"prediction": ["perfect"], "ccc": [1.0], "pearson": [1.0], "mse": [0.0]}).to_csv(
         tmp_path / "00_metrics.csv", index=False)
     (tmp_path / "VoxCeleb1.csv").write_bytes(b"\x00\x01\x02 not a table \xff")
-    found, notes = context.collect_results(["00_metrics", "VoxCeleb1", "long_context"], folder=tmp_path)
+    found, notes = study.collect_results(["00_metrics", "VoxCeleb1", "long_context"], folder=tmp_path)
     assert list(found) == ["00_metrics"] and found["00_metrics"]["ccc"].iloc[0] == 1.0
     assert any(n.startswith("long_context: no results/long_context.csv") for n in notes)
     assert any(n.startswith("VoxCeleb1:") for n in notes) or "VoxCeleb1" in found
@@ -422,21 +504,22 @@ def test_architecture_results_keep_test_raw_rows_and_one_mode() -> None:
     rows.append({**base, "dataset": "librispeech", "protocol": "seed", "architecture": "lstm", "target": "arousal",
                  "mode": "separate", "split": "test", "postprocess": "none"})
     table = pd.DataFrame(rows)
-    out = context.architecture_results({"01_ground_truth": table.iloc[:-1], "LibriSpeech": table.iloc[-1:],
-                                        "00_metrics": pd.DataFrame({"prediction": ["x"]})})
+    names = ["01_ground_truth", "LibriSpeech", "00_metrics"]
+    out = study.architecture_results({"01_ground_truth": table.iloc[:-1], "LibriSpeech": table.iloc[-1:],
+                                      "00_metrics": pd.DataFrame({"prediction": ["x"]})}, names=names)
     assert out[["dataset", "mode", "split", "postprocess"]].values.tolist() == [
         ["ground_truth", "joint", "test", "none"], ["librispeech", "separate", "test", "none"]]
-    assert context.architecture_results({}).empty
+    assert study.architecture_results({}, names=names).empty
 
 
 def test_study_figures_have_labelled_axes() -> None:
-    curve = context.context_curve(_study_table())
+    curve = study.context_curve(_study_table())
     fig = plots.plot_context_curves(curve[curve["lag_s"] == 3.0], ceilings={"arousal": 0.97})
     ax = fig.axes[0]
     assert "(s" in ax.get_xlabel() and "CCC" in ax.get_ylabel() and ax.get_title()
     assert {t.get_text() for t in ax.get_legend().get_texts()} >= {"tdnn", "mlp (frame-local floor)",
                                                                      "annotation ceiling"}
-    frontier = context.frontier_table(_study_table(), _costs(), lag_s=3.0)
+    frontier = study.frontier_table(_study_table(), _costs(), lag_s=3.0)
     fig2 = plots.plot_poster_overview(frontier=frontier, curve=curve[curve["lag_s"] == 3.0])
     assert len(fig2.axes) == 6 and "per hour" in fig2.axes[4].get_xlabel()
     plt.close("all")
@@ -444,7 +527,7 @@ def test_study_figures_have_labelled_axes() -> None:
 
 def test_shortfall_of_short_contexts_against_the_lag() -> None:
     results = _study_table()
-    flat = context.shortfall(context.context_curve(results))
+    flat = study.shortfall(study.context_curve(results))
     assert set(flat["reference"]) == {"tdnn (layers 6)"} and set(flat["setting"]) == {"tdnn (layers 2)",
                                                                                       "tdnn (layers 4)"}
     four = flat[(flat["setting"] == "tdnn (layers 4)") & (flat["target"] == "arousal")].sort_values("lag_s")
@@ -453,16 +536,19 @@ def test_shortfall_of_short_contexts_against_the_lag() -> None:
     worse = results.copy()
     worse.loc[(worse["setting"] == "tdnn (layers 4)") & (worse["lag_s"] == 3.0) & (worse["postprocess"] == "none"),
               "ccc"] -= 0.3
-    curve = context.context_curve(worse)
-    grown = context.shortfall(curve)
+    curve = study.context_curve(worse)
+    grown = study.shortfall(curve)
     four = grown[(grown["setting"] == "tdnn (layers 4)") & (grown["target"] == "arousal")].sort_values("lag_s")
     assert four["shortfall"].tolist() == pytest.approx([0.01, 0.31])
-    text = context.conclusions(curve, context.saturation(curve), context.lag_table(worse),
-                               context.frontier_table(worse, _costs(), lag_s=3.0), ceilings={}, study_lag_s=3.0)
-    assert ("tdnn/arousal: 4.7 s at lag 0 s, 19.1 s at lag 3 s; `tdnn (layers 4)` (4.7 s) falls short of "
-            "`tdnn (layers 6)` (19.1 s) by 0.010 at lag 0 s and 0.310 at 3 s -> the context needed grows with the lag"
-            ) in text
-    flat_text = context.conclusions(context.context_curve(results), context.saturation(context.context_curve(results)),
-                                    context.lag_table(results), context.frontier_table(results, _costs(), lag_s=3.0),
-                                    ceilings={}, study_lag_s=3.0)
-    assert "no clear growth of the context needed" in flat_text
+    table = study.findings_table(curve, study.saturation(curve), study.lag_table(worse),
+                                 study.frontier_table(worse, _costs(), lag_s=3.0), ceilings={}, study_lag_s=3.0)
+    growth = _one(table, "growth", "tdnn/arousal")
+    assert growth["finding"] == "the context needed grows with the lag"
+    assert (growth["setting"], growth["context_s"], growth["reference"], growth["reference_context_s"]) == (
+        "tdnn (layers 4)", 4.7, "tdnn (layers 6)", 19.1)
+    assert (growth["from_lag_s"], growth["to_lag_s"]) == (0.0, 3.0)
+    assert (growth["shortfall_from"], growth["shortfall_to"]) == pytest.approx((0.01, 0.31))
+    needed = table[(table["kind"] == "context_needed") & (table["subject"] == "tdnn/arousal")]
+    assert needed[["lag_s", "saturation_s"]].values.tolist() == [[0.0, 4.7], [3.0, 19.1]]
+    flat = _findings(results, ceilings={})
+    assert _one(flat, "growth", "tdnn/arousal")["finding"] == "no clear growth of the context needed with the lag"

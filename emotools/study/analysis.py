@@ -1,0 +1,285 @@
+"""Analysis of the long-context study: tables computed from a sweep's results and costs.
+
+Context curves (:func:`context_curve`), where context stops helping
+(:func:`saturation`), the lag table (:func:`lag_table`), how far short
+contexts fall behind as the lag grows (:func:`shortfall`), the efficiency
+frontier (:func:`frontier_table`, :func:`pareto_front`), everything the
+poster draws (:func:`study_views`) and one recording's trajectories
+(:func:`trajectory_frame`). Tables only: figures are :mod:`emotools.plots`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..sequences import SequenceRecord
+from .settings import StudyError
+
+__all__ = ["context_curve", "saturation", "lag_table", "shortfall", "pareto_front", "frontier_table", "study_lag",
+           "StudyViews", "study_views", "ceiling_table", "ceilings_from_table", "TRAJECTORY_COLUMNS",
+           "trajectory_frame"]
+
+
+def context_curve(results: pd.DataFrame, *, split: str = "test", postprocess: str = "none") -> pd.DataFrame:
+    """Mean and sd over seeds of CCC per (lag, family, setting, target), ordered by context.
+
+    Columns: ``lag_s, family, setting, knob, value, context_s,
+    receptive_field_s, target, ccc, ccc_sd, seeds``.
+    """
+    r = results[(results["split"] == split) & (results["postprocess"] == postprocess)]
+    if r.empty:
+        raise StudyError(f"no rows with split={split!r} and postprocess={postprocess!r}")
+    keys = ["lag_s", "family", "setting", "knob", "value", "context_s", "receptive_field_s", "target"]
+    g = r.assign(value=r["value"].astype(float)).groupby(keys, dropna=False)["ccc"]
+    out = g.agg(ccc="mean", ccc_sd="std", seeds="count").reset_index()
+    out["ccc_sd"] = out["ccc_sd"].fillna(0.0)
+    return out.sort_values(["lag_s", "target", "family", "context_s"]).reset_index(drop=True)
+
+
+def saturation(curve: pd.DataFrame, *, tolerance: float = 0.02) -> pd.DataFrame:
+    """Where context stops helping, per (lag, family, target) of a :func:`context_curve`.
+
+    ``saturation_s`` is the smallest context whose CCC is within
+    ``tolerance`` of the family's best; ``gain`` the best CCC minus the CCC
+    at the smallest context tried. Families with one setting have gain 0.
+    """
+    rows = []
+    for (lag, family, target), part in curve.groupby(["lag_s", "family", "target"], sort=False):
+        part = part.sort_values("context_s")
+        best = part.loc[part["ccc"].idxmax()]
+        enough = part[part["ccc"] >= best["ccc"] - tolerance].iloc[0]
+        rows.append({
+            "lag_s": lag, "family": family, "target": target, "settings": len(part),
+            "smallest_context_s": float(part["context_s"].iloc[0]), "ccc_smallest": float(part["ccc"].iloc[0]),
+            "largest_context_s": float(part["context_s"].iloc[-1]),
+            "best_setting": best["setting"], "best_context_s": float(best["context_s"]), "best_ccc": float(best["ccc"]),
+            "saturation_s": float(enough["context_s"]), "saturation_setting": enough["setting"],
+            "gain": float(best["ccc"] - part["ccc"].iloc[0]),
+        })
+    return pd.DataFrame(rows)
+
+
+def lag_table(results: pd.DataFrame, *, floor: str = "mlp", ceilings: Mapping[float, Mapping[str, float]] | None = None,
+              split: str = "test") -> pd.DataFrame:
+    """Per (lag, target): the floor and the best context model, raw and post-processed.
+
+    Columns: ``floor_raw``, ``floor_delay`` (the frame-local model with the
+    delay step only), ``floor_delay_s`` (the delay it chose, seconds),
+    ``floor_avec`` (with the whole AVEC chain: delay, smoothing, bias,
+    scale); ``best_setting`` / ``best_raw`` (best raw CCC among the other
+    settings), ``best_delay`` and ``best_avec`` (that setting post-processed),
+    ``best_delay_any`` and ``best_avec_any`` (best post-processed CCC among
+    the context models); ``ceiling``. Means over seeds; a column is NaN where
+    its rows are missing.
+    """
+    r = results[results["split"] == split]
+    m = r.groupby(["lag_s", "target", "postprocess", "setting", "family"])["ccc"].mean().reset_index()
+    delays = r[r["postprocess"] == "delay"].groupby(["lag_s", "target", "family"])["delay_s"].mean() \
+        if "delay_s" in r else pd.Series(dtype=float)
+    rows = []
+    for (lag, target), part in m.groupby(["lag_s", "target"]):
+        by = {post: part[part["postprocess"] == post].set_index("setting") for post in ("none", "delay", "avec")}
+        raw = by["none"]
+        floors, others = raw[raw["family"] == floor], raw[raw["family"] != floor]
+        row: dict[str, Any] = {"lag_s": lag, "target": target}
+        if not floors.empty:
+            name = floors["ccc"].idxmax()
+            row.update(floor_raw=floors.loc[name, "ccc"], floor_delay=by["delay"]["ccc"].get(name, np.nan),
+                       floor_delay_s=delays.get((lag, target, floor), np.nan),
+                       floor_avec=by["avec"]["ccc"].get(name, np.nan))
+        if not others.empty:
+            name = others["ccc"].idxmax()
+            row.update(best_setting=name, best_raw=others.loc[name, "ccc"])
+            for post in ("delay", "avec"):
+                table = by[post]
+                ctx = table[table["family"] != floor]
+                row[f"best_{post}"] = table["ccc"].get(name, np.nan)
+                row[f"best_{post}_any"] = ctx["ccc"].max() if not ctx.empty else np.nan
+        if ceilings is not None and lag in ceilings:
+            row["ceiling"] = ceilings[lag].get(target, np.nan)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def shortfall(curve: pd.DataFrame, *, floor: str = "mlp") -> pd.DataFrame:
+    """How far each smaller context falls short of its family's largest, per lag.
+
+    Only settings trained at more than one lag count (the lag sweep). If the
+    context a model needs grows with the raters' lag, a short context's
+    shortfall grows with the lag.
+
+    Returns:
+        ``family, target, setting, context_s, reference, reference_context_s,
+        lag_s, shortfall`` (CCC of the reference minus CCC of the setting).
+    """
+    swept = curve.groupby("setting")["lag_s"].nunique()
+    part = curve[curve["setting"].isin(swept[swept > 1].index) & (curve["family"] != floor)]
+    rows = []
+    for (family, target), fam in part.groupby(["family", "target"], sort=False):
+        finite = fam[np.isfinite(fam["context_s"].astype(float))]
+        if finite["setting"].nunique() < 2:
+            continue
+        ref = finite.loc[finite["context_s"].idxmax()]
+        ref_ccc = finite[finite["setting"] == ref["setting"]].set_index("lag_s")["ccc"]
+        for setting, rows_s in finite[finite["setting"] != ref["setting"]].groupby("setting", sort=False):
+            for _, r in rows_s.iterrows():
+                if r["lag_s"] in ref_ccc.index:
+                    rows.append({"family": family, "target": target, "setting": setting,
+                                 "context_s": float(r["context_s"]), "reference": ref["setting"],
+                                 "reference_context_s": float(ref["context_s"]), "lag_s": float(r["lag_s"]),
+                                 "shortfall": float(ref_ccc[r["lag_s"]] - r["ccc"])})
+    return pd.DataFrame(rows, columns=["family", "target", "setting", "context_s", "reference",
+                                       "reference_context_s", "lag_s", "shortfall"])
+
+
+def _no_error(costs: pd.DataFrame) -> pd.Series:
+    """Rows of a cost table whose measurement succeeded (``error`` empty or missing)."""
+    if "error" not in costs:
+        return pd.Series(True, index=costs.index)
+    return costs["error"].isna() | (costs["error"].astype(str) == "")
+
+
+def pareto_front(cost: Sequence[float], score: Sequence[float]) -> np.ndarray:
+    """Boolean mask of the points no other point beats: cheaper-or-equal *and* better-or-equal, one strictly.
+
+    NaN points are never on the front.
+
+    >>> pareto_front([1, 2, 3, 2], [0.5, 0.4, 0.9, 0.6]).tolist()
+    [True, False, True, True]
+    """
+    c, s = np.asarray(cost, float), np.asarray(score, float)
+    if c.shape != s.shape:
+        raise StudyError(f"cost and score differ in length: {c.shape} vs {s.shape}")
+    ok = np.isfinite(c) & np.isfinite(s)
+    front = np.zeros(len(c), bool)
+    for i in np.flatnonzero(ok):
+        dominated = ok & (c <= c[i]) & (s >= s[i]) & ((c < c[i]) | (s > s[i]))
+        front[i] = not dominated.any()
+    return front
+
+
+def frontier_table(results: pd.DataFrame, costs: pd.DataFrame, *, lag_s: float | None = None,
+                   split: str = "test", postprocess: str = "none") -> pd.DataFrame:
+    """Test CCC against inference cost per setting, with the Pareto front marked.
+
+    Args:
+        results: :attr:`emotools.study.sweep.Sweep.results`.
+        costs: :func:`emotools.study.cost.measure_costs` output; the longest measured length of
+            each setting gives its cost, scaled to one hour of audio.
+        lag_s: the lag whose results count (default: the lag with most settings).
+
+    Returns:
+        One row per setting: ``family, setting, context_s, ccc`` (mean over
+        targets and seeds), ``ccc_<target>``, ``infer_seconds_per_hour``,
+        ``infer_peak_mb`` and ``train_epoch_seconds_per_hour`` at the longest
+        length, ``minutes``, ``parameters``, ``on_front``; sorted by cost.
+    """
+    r = results[(results["split"] == split) & (results["postprocess"] == postprocess)]
+    if lag_s is None:
+        lag_s = float(r.groupby("lag_s")["setting"].nunique().idxmax())
+    r = r[r["lag_s"] == lag_s]
+    if r.empty:
+        raise StudyError(f"no results at lag {lag_s} s")
+    per_target = r.groupby(["family", "setting", "context_s", "target"])["ccc"].mean().unstack("target")
+    per_target.columns = [f"ccc_{t}" for t in per_target.columns]
+    score = per_target.mean(axis=1).rename("ccc")
+    ok = costs[_no_error(costs)]
+    longest = ok.sort_values("minutes").groupby("setting").tail(1).set_index("setting")
+    table = pd.concat([score, per_target], axis=1).reset_index()
+    table = table.join(longest[["minutes", "infer_seconds_per_hour", "infer_peak_mb", "train_epoch_seconds",
+                                "parameters"]], on="setting")
+    table["train_epoch_seconds_per_hour"] = table.pop("train_epoch_seconds") * 60.0 / table["minutes"]
+    table["on_front"] = pareto_front(table["infer_seconds_per_hour"], table["ccc"])
+    table.insert(0, "lag_s", lag_s)
+    return table.sort_values("infer_seconds_per_hour").reset_index(drop=True)
+
+
+def study_lag(results: pd.DataFrame) -> float:
+    """The lag of the context sweep: the lag at which most settings were trained."""
+    return float(results.groupby("lag_s")["setting"].nunique().idxmax())
+
+
+@dataclass
+class StudyViews:
+    """The tables the figures of a finished study are drawn from (see :func:`study_views`)."""
+
+    study_lag_s: float
+    curve: pd.DataFrame  #: context curve at the study's lag
+    lag_curve: pd.DataFrame  #: context curve of the settings trained at several lags
+    delay_curve: pd.DataFrame  #: the same after delay compensation only
+    chain_curve: pd.DataFrame  #: the same after the whole AVEC post-processing chain
+    frontier: pd.DataFrame | None  #: efficiency frontier (None without costs)
+    ceilings: dict[str, float]  #: annotation ceiling per target at the study's lag
+    lag_ceilings: dict[float, dict[str, float]]  #: the ceiling per lag and target
+
+
+def study_views(results: pd.DataFrame, *, costs: pd.DataFrame | None = None,
+                ceilings: pd.DataFrame | None = None) -> StudyViews:
+    """Everything the poster draws from a saved study (``long_context.csv`` and its companions)."""
+    lag = study_lag(results)
+    full = context_curve(results)
+    swept = results.groupby("setting")["lag_s"].nunique()
+    delay = results[results["postprocess"] == "delay"]
+    lag_ceilings = ceilings_from_table(ceilings) if ceilings is not None else {}
+    return StudyViews(
+        study_lag_s=lag, curve=full[full["lag_s"] == lag],
+        lag_curve=full[full["setting"].isin(swept[swept > 1].index)],
+        delay_curve=context_curve(results, postprocess="delay") if len(delay) else full.iloc[:0],
+        chain_curve=context_curve(results, postprocess="avec") if (results["postprocess"] == "avec").any()
+        else full.iloc[:0],
+        frontier=frontier_table(results, costs, lag_s=lag) if costs is not None else None,
+        ceilings=lag_ceilings.get(lag, {}), lag_ceilings=lag_ceilings,
+    )
+
+
+#: Columns of a trajectory table that are not model predictions.
+TRAJECTORY_COLUMNS: tuple[str, ...] = ("recording", "speaker", "time", "target", "gold", "raters_min", "raters_max",
+                                       "latent")
+
+
+def trajectory_frame(record: SequenceRecord, predictions: Mapping[str, np.ndarray], *,
+                     frame: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One test recording's gold standard, raters' band, latent and predictions, one row per (time, target).
+
+    Columns ``recording, speaker, time, target, gold``, then ``raters_min``,
+    ``raters_max`` and ``latent`` where ``frame`` (the recording's label
+    frame) holds rater and latent columns, then one column per model.
+    """
+    if record.y is None:
+        raise StudyError(f"{record.id}: an unlabelled record has no trajectory to show")
+    idx = None
+    if frame is not None:
+        idx = np.clip(np.searchsorted(frame["time"].to_numpy(), record.time - 1e-6), 0, len(frame) - 1)
+    parts = []
+    for k, target in enumerate(record.target_names):
+        columns: dict[str, Any] = {"recording": record.id, "speaker": record.speaker, "time": record.time,
+                                   "target": target, "gold": record.y[:, k]}
+        if frame is not None:
+            raters = [c for c in frame.columns if c.startswith(f"{target}_r") and c[len(target) + 2:].isdigit()]
+            if raters:
+                r = frame[raters].to_numpy()[idx]
+                columns.update(raters_min=r.min(axis=1), raters_max=r.max(axis=1))
+            if f"{target}_latent" in frame:
+                columns["latent"] = frame[f"{target}_latent"].to_numpy()[idx]
+        for name, pred in predictions.items():
+            columns[name] = np.asarray(pred).reshape(len(record), -1)[:, k]
+        parts.append(pd.DataFrame(columns))
+    return pd.concat(parts, ignore_index=True)
+
+
+def ceiling_table(ceilings: Mapping[float, Mapping[str, float]]) -> pd.DataFrame:
+    """``{lag_s: {target: ceiling}}`` as a table (``lag_s, target, ceiling``) for saving."""
+    return pd.DataFrame([{"lag_s": float(lag), "target": t, "ceiling": float(c)}
+                         for lag, per in ceilings.items() for t, c in per.items()])
+
+
+def ceilings_from_table(table: pd.DataFrame) -> dict[float, dict[str, float]]:
+    """Inverse of :func:`ceiling_table`."""
+    out: dict[float, dict[str, float]] = {}
+    for row in table.to_dict("records"):
+        out.setdefault(float(row["lag_s"]), {})[str(row["target"])] = float(row["ceiling"])
+    return out

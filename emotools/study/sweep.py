@@ -1,0 +1,212 @@
+"""Sweeps of the long-context study: every (rater lag, setting, seed) trained and scored.
+
+Each point goes through :func:`emotools.experiments.run_grid` (cached,
+resumable), several at once in worker processes (:mod:`emotools.parallel`);
+rows with only the *delay* step of the post-processing chain are added to
+see whether delay compensation substitutes for context. Labels at other lags
+come from the stored latent trajectories (:func:`emotools.labels.lag_labels`,
+:func:`emotools.sequences.with_labels`): no audio is re-rendered, no feature
+re-extracted.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .. import experiments, labels, models, parallel, paths, postprocess
+from ..sequences import SequenceRecord
+from .analysis import trajectory_frame
+from .settings import RATE_HZ, Setting, StudyError
+
+__all__ = ["annotation_ceiling", "Sweep", "run_sweep", "delay_only_rows"]
+
+
+def annotation_ceiling(frames: Mapping[str, pd.DataFrame], records: Sequence[SequenceRecord], *,
+                       split: str = "test") -> dict[str, float]:
+    """CCC of gold vs ceiling over ``split``'s recordings concatenated: the best any model can score."""
+    ids = {r.id for r in records if r.split == split}
+    if not ids:
+        raise StudyError(f"no {split} records")
+    table = labels.agreement({u: f for u, f in frames.items() if u in ids})
+    overall = table[table["utterance"] == "(all)"].set_index("target")
+    return {t: float(overall.loc[t, "gold_vs_ceiling"]) for t in overall.index}
+
+
+@dataclass
+class Sweep:
+    """Everything the notebook shows of a sweep.
+
+    Attributes:
+        results: tidy rows of :func:`emotools.experiments.run_grid` plus
+            ``family``, ``setting``, ``knob``, ``value``, ``receptive_field_s``,
+            ``context_s``, ``lag_s``, ``parameters``, ``train_seconds``, and
+            ``delay_s`` (rows with ``postprocess == "delay"``).
+            ``architecture`` holds the setting's name.
+        grids: ``{(lag_s, setting name): GridResult}``.
+        failures: ``lag_s, setting, reason`` of the points that could not be
+            trained (the others go on).
+    """
+
+    results: pd.DataFrame
+    grids: dict[tuple[float, str], experiments.GridResult] = field(default_factory=dict)
+    failures: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["lag_s", "setting", "reason"]))
+
+    def predictions(self, lag_s: float, setting: str, *, seed: int | None = None) -> list[np.ndarray]:
+        """Test predictions of one setting at one lag (first seed by default), one ``(time, targets)`` per record."""
+        grid = self.grids[(float(lag_s), setting)]
+        return next(iter(grid.predictions(seed=seed).values()))
+
+    def test_records(self, lag_s: float) -> list[SequenceRecord]:
+        """The test records (labels at ``lag_s``) in prediction order."""
+        return next(g.test_records for (lag, _), g in self.grids.items() if lag == float(lag_s))
+
+    def example_trajectory(self, lag_s: float, frames: Mapping[str, pd.DataFrame], *, index: int = 0,
+                           floor: str = "mlp") -> pd.DataFrame:
+        """:func:`trajectory_frame` of test record ``index`` with the floor and the best other setting on dev."""
+        best = self.best(lag_s, exclude=floor)
+        shown = [s for s in dict.fromkeys([floor, best]) if (float(lag_s), s) in self.grids]
+        record = self.test_records(lag_s)[index]
+        return trajectory_frame(record, {s: self.predictions(lag_s, s)[index] for s in shown},
+                                frame=frames.get(record.id))
+
+    def best(self, lag_s: float, *, split: str = "dev", family: str | None = None, exclude: str | None = None) -> str:
+        """Name of the setting with the highest mean raw CCC over targets and seeds on ``split`` at ``lag_s``."""
+        r = self.results
+        r = r[(r["lag_s"] == float(lag_s)) & (r["split"] == split) & (r["postprocess"] == "none")]
+        if family is not None:
+            r = r[r["family"] == family]
+        if exclude is not None:
+            r = r[r["family"] != exclude]
+        if r.empty:
+            raise StudyError(f"no {split} results at lag {lag_s} s for that selection")
+        return str(r.groupby("setting")["ccc"].mean().idxmax())
+
+
+def delay_only_rows(cell: experiments.Cell, test_records: Sequence[SequenceRecord]) -> list[dict[str, Any]]:
+    """Test scores after only the delay step of the cell's post-processing chain.
+
+    The chain's first step is the delay, tuned on dev on its own, so keeping
+    that step alone is the delay-compensation-only post-processing. Rows
+    have ``postprocess = "delay"`` and the chosen ``delay_s`` per target.
+    """
+    if not cell.postprocessor:
+        return []
+    chain = postprocess.PostProcessor.from_dict(cell.postprocessor)
+    only = postprocess.PostProcessor(chain.targets, chain.rate_hz,
+                                     [postprocess.TargetSteps(delay_frames=s.delay_frames) for s in chain.steps])
+    rows = experiments.score_rows(test_records, only.apply(cell.test_predictions), cell.targets)
+    delays = {t: s.delay_frames / chain.rate_hz for t, s in zip(chain.targets, chain.steps)}
+    return [{"split": "test", "postprocess": "delay", **r, "delay_s": delays[r["target"]]} for r in rows]
+
+
+def _sweep_task(args: tuple) -> tuple[float, Setting, experiments.GridResult, list[dict[str, Any]]]:
+    """One (lag, setting): all seeds through run_grid, one torch thread (the unit of parallel work)."""
+    lag, setting, records, seeds, run_dir, dataset, protocol, fit_options = args
+    options = dict(fit_options)
+    options["chunk_s"] = setting.chunk_s(options.get("chunk_s", 30.0))
+    if setting.model_options:
+        options["model_options"] = {**options.get("model_options", {}), **setting.model_options}
+    grid = experiments.run_grid(records, dataset=dataset, protocol=protocol, architectures=[setting.family],
+                                seeds=seeds, run_dir=run_dir, jobs=1, progress=False, **options)
+    extra = []
+    for cell in grid.cells:
+        for row in delay_only_rows(cell, grid.test_records):
+            extra.append({"dataset": dataset, "protocol": protocol, "architecture": cell.architecture,
+                          "mode": cell.mode, "seed": cell.seed, **row})
+    return lag, setting, grid, extra
+
+
+def _expected_cost(setting: Setting) -> float:
+    # Rough relative training cost, to start the longest tasks first.
+    base = {"mlp": 1, "tdnn": 2, "dsus": 2, "tcn": 3, "lstm": 5, "attention": 6}.get(setting.family, 5)
+    if setting.knob == "chunk_s":
+        base *= 0.5 + float(setting.value) / 30.0
+    return base
+
+
+def run_sweep(
+    records_by_lag: Mapping[float, Sequence[SequenceRecord]],
+    plan: Sequence[tuple[float, Setting]],
+    *,
+    seeds: Sequence[int] = (0,),
+    dataset: str = "ground_truth",
+    run_dir: Path | None = None,
+    jobs: int | None = None,
+    progress: bool = True,
+    rate_hz: float = RATE_HZ,
+    **fit_options: Any,
+) -> Sweep:
+    """Train and score every (lag, setting) of ``plan`` for every seed.
+
+    Each point goes through :func:`emotools.experiments.run_grid` (so cells
+    are cached under ``run_dir/lag<lag>`` and a rerun is instant); ``jobs``
+    points train at once in fresh worker processes, one torch thread each.
+
+    Args:
+        records_by_lag: ``{lag_s: records}`` (features identical, labels by
+            the raters' lag; see :func:`emotools.labels.lag_labels` and
+            :func:`emotools.sequences.with_labels`).
+        plan: ``(lag_s, setting)`` pairs to train.
+        seeds: training seeds.
+        dataset: ``dataset`` column of the results.
+        run_dir: checkpoint cache (default ``results/checkpoints/long_context``).
+        jobs: points trained at once (default: all cores; 1: in this process).
+        fit_options: passed on to :func:`emotools.training.fit` (epochs,
+            chunk_s, normalization, loss, ...).
+
+    Returns:
+        A :class:`Sweep`; ``results`` has one row per (lag, setting, target,
+        seed, split, postprocess) with ``protocol = "annotation, lag <lag> s"``.
+    """
+    from ..progress import tqdm
+
+    missing = sorted({lag for lag, _ in plan} - set(records_by_lag))
+    if missing:
+        raise StudyError(f"no records for lag(s) {missing} s")
+    if not plan:
+        raise StudyError("empty plan")
+    run_dir = run_dir or paths.results_dir() / "checkpoints" / "long_context"
+    tasks = []
+    for lag, setting in sorted(plan, key=lambda p: -_expected_cost(p[1])):
+        protocol = f"annotation, lag {lag:g} s"
+        tasks.append((lag, setting, list(records_by_lag[lag]), tuple(seeds), Path(run_dir) / f"lag{lag:g}",
+                      dataset, protocol, fit_options))
+    jobs = max(1, min(jobs or os.cpu_count() or 1, len(tasks)))
+    done, failures = [], []
+    bar = tqdm(total=len(tasks), desc="long-context sweep", unit="setting", disable=not progress)
+    for task, result, error in parallel.run_each(_sweep_task, tasks, jobs=jobs):
+        if error is not None:  # one bad point never stops the sweep
+            failures.append({"lag_s": float(task[0]), "setting": task[1].name,
+                             "reason": f"{type(error).__name__}: {error}"})
+        else:
+            done.append(result)
+        bar.set_postfix_str(f"lag {task[0]:g} s, {task[1].name} done")
+        bar.update()
+    bar.close()
+    failures_frame = pd.DataFrame(failures, columns=["lag_s", "setting", "reason"])
+    if not done:
+        raise StudyError("every point of the sweep failed: " + "; ".join(
+            f"lag {f['lag_s']:g} s {f['setting']}: {f['reason']}" for f in failures))
+
+    frames, grids = [], {}
+    order = {(lag, s): i for i, (lag, s) in enumerate(plan)}
+    for lag, setting, grid, extra in sorted(done, key=lambda d: order[(d[0], d[1])]):
+        rows = pd.concat([grid.results, pd.DataFrame(extra)], ignore_index=True)
+        seconds = {c.seed: c.seconds for c in grid.cells}
+        chunk = setting.chunk_s(fit_options.get("chunk_s", 30.0))
+        rows = rows.assign(
+            family=setting.family, setting=setting.name, knob=setting.knob or "", value=setting.value,
+            receptive_field_s=setting.receptive_field_s(rate_hz), context_s=setting.context_s(chunk, rate_hz),
+            lag_s=float(lag), parameters=models.build(setting.family, **setting.model_options).n_parameters,
+            train_seconds=rows["seed"].map(seconds),
+        )
+        rows["architecture"] = setting.name
+        frames.append(rows)
+        grids[(float(lag), setting.name)] = grid
+    return Sweep(pd.concat(frames, ignore_index=True), grids, failures_frame)
