@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 from typing import Sequence
 
 #: command -> (module, one-line help). Each module exposes ``cli(argv) -> int``.
@@ -21,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def _run(argv: Sequence[str]) -> int:
-    from . import notebooks
+    from . import notebooks, paths
 
     parser = argparse.ArgumentParser(
         prog="python -m emotools run",
@@ -32,22 +33,28 @@ def _run(argv: Sequence[str]) -> int:
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
                         help="override a notebook parameter (repeatable)")
     parser.add_argument("--list", action="store_true", help="list notebooks and their parameters, then exit")
+    parser.add_argument("--folder", type=Path, metavar="DIR", help="run the notebooks of DIR instead of notebooks/")
     args = parser.parse_args(argv)
     try:
         if args.list:
-            for nb in notebooks.select_notebooks(args.only):
+            for nb in notebooks.select_notebooks(args.only, args.folder):
                 print(nb.name)
                 for p in notebooks.notebook_parameters(nb).values():
                     print(f"  {p.name}: {p.type} = {p.default!r}  # {p.help}")
             return 0
-        outputs = notebooks.run_all(
-            args.only, smoke=args.smoke, parameters=notebooks.parse_overrides(args.parameter), from_text=True
-        )
+        outputs = notebooks.run_all(args.only, smoke=args.smoke, parameters=notebooks.parse_overrides(args.parameter),
+                                    from_text=True, folder=args.folder)
+    except notebooks.NotebookInterrupted as error:
+        print(error, file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("interrupted before any notebook started", file=sys.stderr)
+        return 130
     except notebooks.NotebookError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     for out in outputs:
-        print(f"executed {out}")
+        print(f"executed {paths.shown(out)}")
     return 0
 
 

@@ -1,6 +1,7 @@
 """Decoding any audio file to float32 mono at a rate, and writing audio back.
 
-One home for audio I/O: WAV, FLAC and OGG go through soundfile (libsndfile);
+One home for audio I/O: WAV, FLAC, Ogg Vorbis and Ogg Opus go through
+soundfile (libsndfile);
 AAC in ``.m4a`` / ``.mp4`` (VoxCeleb2's format) goes through PyAV, whose
 wheels bundle FFmpeg, so no system ``ffmpeg`` is needed. Multi-channel audio
 is averaged to mono; other rates are converted with a polyphase resampler
@@ -22,6 +23,7 @@ Silent audio is legal (a pause is data) but announced with a
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import struct
@@ -29,6 +31,7 @@ import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import soundfile as sf
@@ -51,10 +54,17 @@ __all__ = [
     "audio_info",
     "write_audio",
     "resample",
+    "iter_audio",
 ]
 
-SOUNDFILE_SUFFIXES: frozenset[str] = frozenset({".wav", ".flac", ".ogg"})
-"""Suffixes decoded and encoded by soundfile (libsndfile)."""
+SOUNDFILE_SUFFIXES: frozenset[str] = frozenset({".wav", ".flac", ".ogg", ".opus"})
+"""Suffixes decoded and encoded by soundfile (libsndfile; Ogg Opus needs libsndfile >= 1.0.29)."""
+
+# suffix -> (libsndfile container, default subtype when writing)
+_SOUNDFILE_FORMATS: dict[str, tuple[str, str | None]] = {
+    ".wav": ("WAV", None), ".flac": ("FLAC", None), ".ogg": ("OGG", None), ".opus": ("OGG", "OPUS"),
+}
+_OGG_SUFFIXES = frozenset({".ogg", ".opus"})
 
 PYAV_SUFFIXES: frozenset[str] = frozenset({".m4a", ".mp4", ".aac"})
 """Suffixes decoded by PyAV (FFmpeg); ``.m4a`` is also written (AAC)."""
@@ -64,6 +74,10 @@ AUDIO_SUFFIXES: frozenset[str] = SOUNDFILE_SUFFIXES | PYAV_SUFFIXES
 
 SILENCE_PEAK: float = 1e-5
 """Peak amplitude below which audio counts as silent (-100 dBFS, under one 16-bit step)."""
+
+# ``data`` chunk sizes that writers which cannot seek back (a pipe, a live
+# stream) leave in the header: the samples run to the end of the file.
+_WAV_SIZE_UNKNOWN = (0, 0xFFFFFFFF)
 
 # A complete AAC stream decodes to at least the container's length (the
 # decoder emits whole 1024-sample frames); one frame of slack is allowed for
@@ -186,39 +200,130 @@ def _wav_fmt_problem(fmt: bytes) -> str | None:
     return None
 
 
-def _wav_header_problem(path: Path, *, check_data: bool = True) -> str | None:
-    """What is wrong with a RIFF/WAVE header, else None (other containers: None).
+@dataclass(frozen=True)
+class _WavHeader:
+    """What walking a RIFF/WAVE file's chunks found (nothing is decoded).
 
-    Checks the ``fmt `` chunk (:func:`_wav_fmt_problem`) and, with
-    ``check_data``, that the ``data`` chunk is not cut short: libsndfile
-    silently reads a truncated WAV up to its end, so a ``data`` chunk
-    declaring more bytes than the file holds means the file was cut (an
-    interrupted copy or download).
+    Attributes:
+        problem: what is wrong with the ``fmt `` chunk, else None.
+        size_field: file offset of the ``data`` chunk's size field (None: no ``data`` chunk found).
+        declared: the size that field states, in bytes.
+        available: bytes that follow the ``data`` chunk header in the file.
     """
+
+    problem: str | None = None
+    size_field: int | None = None
+    declared: int = 0
+    available: int = 0
+
+    @property
+    def streamed(self) -> bool:
+        """The ``data`` size was left unknown (0 or 0xFFFFFFFF) by a streaming writer, and samples follow."""
+        return self.size_field is not None and self.declared in _WAV_SIZE_UNKNOWN and self.available > 0
+
+
+def _read_wav_header(path: Path) -> _WavHeader:
+    """Walk a RIFF/WAVE file's chunks up to ``data`` (other containers: an empty :class:`_WavHeader`)."""
     size = path.stat().st_size
     with open(path, "rb") as handle:
         head = handle.read(12)
         if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-            return None  # RF64, W64, ...: left to libsndfile
+            return _WavHeader()  # RF64, W64, ...: left to libsndfile
         position = 12
         for _ in range(64):  # a WAV has a handful of chunks; stop on garbage
             chunk = handle.read(8)
             if len(chunk) < 8:
-                return None
+                return _WavHeader()
             chunk_id, chunk_size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
             position += 8
             if chunk_id == b"fmt ":
                 problem = _wav_fmt_problem(handle.read(min(chunk_size, 64)))
                 if problem:
-                    return problem
+                    return _WavHeader(problem=problem)
             elif chunk_id == b"data":
-                available = size - position
-                if check_data and chunk_size not in (0, 0xFFFFFFFF) and chunk_size > available:
-                    return f"truncated: header declares {chunk_size} data bytes, file holds {available}"
-                return None
+                return _WavHeader(size_field=position - 4, declared=chunk_size, available=size - position)
             position += chunk_size + (chunk_size & 1)
             handle.seek(position)
+    return _WavHeader()
+
+
+def _wav_header_problem(header: _WavHeader, *, check_data: bool = True) -> str | None:
+    """What is wrong with a WAV's header, else None.
+
+    The ``fmt `` chunk must be consistent (:func:`_wav_fmt_problem`) and, with
+    ``check_data``, the ``data`` chunk must not be cut short: libsndfile
+    silently reads a truncated WAV up to its end, so a ``data`` chunk
+    declaring more bytes than the file holds means the file was cut (an
+    interrupted copy or download). A size left unknown by a streaming writer
+    (0 or 0xFFFFFFFF) is not a cut: the samples run to the end of the file.
+    """
+    if header.problem or not check_data or header.size_field is None:
+        return header.problem
+    if header.declared not in _WAV_SIZE_UNKNOWN and header.declared > header.available:
+        return f"truncated: header declares {header.declared} data bytes, file holds {header.available}"
     return None
+
+
+class _StreamedWav(io.FileIO):
+    """A streamed WAV, read with its unknown ``data`` size replaced by the bytes that follow.
+
+    libsndfile takes a ``data`` size of 0 literally (no samples); this view
+    of the file patches the 4-byte size field on the fly, so the samples are
+    decoded from the file itself without copying it.
+    """
+
+    def __init__(self, path: Path, header: _WavHeader) -> None:
+        super().__init__(path, "rb")
+        self._field = int(header.size_field)  # type: ignore[arg-type]
+        self._value = struct.pack("<I", min(header.available, 0xFFFFFFFE))
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        start = self.tell()
+        count = super().readinto(buffer) or 0
+        low, high = max(start, self._field), min(start + count, self._field + 4)
+        if low < high:
+            view = memoryview(buffer).cast("B")
+            view[low - start : high - start] = self._value[low - self._field : high - self._field]
+        return count
+
+
+class _StreamedSoundFile(sf.SoundFile):
+    """A soundfile handle on a :class:`_StreamedWav` that closes the view with itself."""
+
+    def __init__(self, view: _StreamedWav) -> None:
+        self._view = view
+        try:
+            super().__init__(view)
+        except BaseException:
+            view.close()
+            raise
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._view.close()
+
+
+def _open_soundfile(path: Path, *, check_data: bool = True) -> sf.SoundFile:
+    """A soundfile handle on ``path``, after the container checks libsndfile does not make.
+
+    Raises:
+        AudioFormatError: an inconsistent or cut WAV header, a cut Ogg stream.
+        sf.LibsndfileError, RuntimeError, ValueError: libsndfile refused the file.
+    """
+    suffix = path.suffix.lower()
+    if suffix in _OGG_SUFFIXES and check_data and not _ogg_ends_cleanly(path):
+        raise AudioFormatError(path, "truncated: the Ogg stream ends without an end-of-stream page")
+    if suffix != ".wav":
+        return sf.SoundFile(path)
+    header = _read_wav_header(path)
+    problem = _wav_header_problem(header, check_data=check_data)
+    if problem:
+        raise AudioFormatError(path, problem)
+    if not header.streamed:
+        return sf.SoundFile(path)
+    return _StreamedSoundFile(_StreamedWav(path, header))
 
 
 def _ogg_ends_cleanly(path: Path) -> bool:
@@ -246,15 +351,8 @@ def _ogg_ends_cleanly(path: Path) -> bool:
 
 def _decode_soundfile(path: Path) -> tuple[np.ndarray, int]:
     """(frames, channels) float32 and the native rate."""
-    suffix = path.suffix.lower()
-    if suffix == ".wav":
-        problem = _wav_header_problem(path)
-        if problem:
-            raise AudioFormatError(path, problem)
-    if suffix == ".ogg" and not _ogg_ends_cleanly(path):
-        raise AudioFormatError(path, "truncated: the Ogg stream ends without an end-of-stream page")
     try:
-        handle = sf.SoundFile(path)
+        handle = _open_soundfile(path)
     except sf.LibsndfileError as error:
         raise AudioFormatError(path, f"not readable audio ({error.error_string})") from None
     except (RuntimeError, ValueError) as error:  # soundfile raises these for odd headers
@@ -334,7 +432,7 @@ def read_audio(path: str | os.PathLike, *, sr: int = 16000, min_duration: float 
     """Decode an audio file to float32 mono at ``sr``.
 
     Args:
-        path: a WAV, FLAC, OGG or AAC (``.m4a``) file.
+        path: a WAV, FLAC, Ogg (Vorbis ``.ogg``, Opus ``.opus``) or AAC (``.m4a``) file.
         sr: output sample rate in Hz.
         min_duration: refuse files shorter than this many seconds.
 
@@ -380,7 +478,7 @@ def audio_info(path: str | os.PathLike) -> AudioInfo:
     """Duration, rate, channels and frames from the header alone (fast).
 
     Args:
-        path: a WAV, FLAC, OGG or AAC (``.m4a``) file.
+        path: a WAV, FLAC, Ogg (Vorbis ``.ogg``, Opus ``.opus``) or AAC (``.m4a``) file.
 
     Returns:
         An :class:`AudioInfo`. ``frames`` may be 0: a valid but empty file.
@@ -414,22 +512,154 @@ def audio_info(path: str | os.PathLike) -> AudioInfo:
             raise AudioFormatError(path, "the audio stream states no sample rate")
         frames = round(duration * rate)
         return AudioInfo(duration=frames / rate, sample_rate=rate, channels=channels, frames=frames)
-    if path.suffix.lower() == ".wav":
-        problem = _wav_header_problem(path, check_data=False)
-        if problem:
-            raise AudioFormatError(path, problem)
     try:
-        info = sf.info(str(path))
+        with _open_soundfile(path, check_data=False) as handle:
+            frames, rate, channels = int(handle.frames), int(handle.samplerate), int(handle.channels)
     except sf.LibsndfileError as error:
         raise AudioFormatError(path, f"unreadable header ({error.error_string})") from None
     except (RuntimeError, ValueError) as error:
         raise AudioFormatError(path, f"unreadable header ({error})") from None
-    return AudioInfo(
-        duration=info.frames / info.samplerate if info.samplerate else 0.0,
-        sample_rate=int(info.samplerate),
-        channels=int(info.channels),
-        frames=int(info.frames),
-    )
+    return AudioInfo(duration=frames / rate if rate else 0.0, sample_rate=rate, channels=channels, frames=frames)
+
+
+# --------------------------------------------------------------------------- reading in blocks
+
+
+def _soundfile_blocks(path: Path, frames: int) -> Iterator[tuple[np.ndarray, int]]:
+    """(frames, channels) float32 blocks and the native rate; the same checks as :func:`_decode_soundfile`."""
+    try:
+        handle = _open_soundfile(path)
+    except sf.LibsndfileError as error:
+        raise AudioFormatError(path, f"not readable audio ({error.error_string})") from None
+    except (RuntimeError, ValueError) as error:
+        raise AudioFormatError(path, f"not readable audio ({error})") from None
+    with handle:
+        declared, rate, seekable = handle.frames, int(handle.samplerate), handle.seekable()
+        total = 0
+        while seekable or total < declared:
+            try:
+                data = handle.read(frames if seekable else min(frames, declared - total), dtype="float32",
+                                   always_2d=True)
+            except (sf.LibsndfileError, RuntimeError, ValueError) as error:
+                reason = getattr(error, "error_string", error)
+                raise AudioFormatError(path, f"corrupt or truncated audio data ({reason})") from None
+            if not len(data):
+                break
+            total += len(data)
+            yield data, rate
+    if total < declared:
+        raise AudioFormatError(path, f"truncated: header declares {declared} frames, decoded {total}")
+
+
+def _pyav_blocks(path: Path, frames: int) -> Iterator[tuple[np.ndarray, int]]:
+    """(frames, channels) float32 blocks and the native rate, trimmed to the container's length."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise AudioFormatError(path, "no audio stream in the container")
+            stream = container.streams.audio[0]
+            rate = int(stream.codec_context.sample_rate or stream.rate or 0)
+            expected = None
+            if stream.duration is not None and stream.time_base is not None and rate:
+                expected = round(float(stream.duration * stream.time_base) * rate)
+            resampler, pending, total = av.AudioResampler(format="fltp"), [], 0
+            for frame in [*container.decode(stream), None]:
+                pending += [c.to_ndarray() for c in resampler.resample(frame)]
+                if sum(c.shape[1] for c in pending) >= frames or (frame is None and pending):
+                    data = np.concatenate(pending, axis=1).T.astype(np.float32, copy=False)
+                    pending = []
+                    if expected is not None:
+                        data = data[: max(0, expected - total)]  # the container's length is the truth
+                    total += len(data)
+                    if len(data):
+                        yield np.ascontiguousarray(data), rate
+    except AudioError:
+        raise
+    except (av.FFmpegError, ValueError, OSError) as error:
+        raise AudioFormatError(path, f"not readable audio ({error})") from None
+    if expected is not None and total + _AAC_TOLERANCE_SAMPLES < expected:
+        raise AudioFormatError(path, f"truncated: header declares {expected} frames, decoded {total}")
+
+
+class _BlockResampler:
+    """:func:`resample` of a signal that arrives in blocks, equal to resampling it whole.
+
+    Output sample ``n`` depends on input samples within the polyphase filter's
+    half length of ``n * down / up``; each block is resampled with
+    :attr:`margin` input samples of history (a multiple of ``down``, so the
+    output grid stays aligned) and only outputs whose whole support has
+    arrived are emitted.
+    """
+
+    def __init__(self, sr_in: int, sr_out: int) -> None:
+        g = math.gcd(int(sr_in), int(sr_out))
+        self.up, self.down = int(sr_out) // g, int(sr_in) // g
+        half = 10 * max(self.up, self.down) / self.up + 2  # scipy's default filter half length, in input samples
+        self.margin = self.down * math.ceil(half / self.down)
+        self.buffer, self.start, self.seen, self.done = np.zeros(0, np.float32), 0, 0, 0
+
+    def push(self, x: np.ndarray) -> np.ndarray:
+        """Outputs made final by ``x``."""
+        if self.up == self.down:
+            return x
+        self.buffer = np.concatenate([self.buffer, x])
+        self.seen += len(x)
+        return self._emit(max(0, (self.seen - self.margin) * self.up // self.down))
+
+    def finish(self) -> np.ndarray:
+        """The remaining outputs: ``ceil(samples * sr_out / sr_in)`` in all."""
+        return self._emit(-(-self.seen * self.up // self.down)) if self.up != self.down else np.zeros(0, np.float32)
+
+    def _emit(self, end: int) -> np.ndarray:
+        if end <= self.done:
+            return np.zeros(0, np.float32)
+        base = self.start * self.up // self.down  # output index of the buffer's first sample
+        out = resample(self.buffer, self.down, self.up)  # the ratio up / down, as for the whole signal
+        block = out[self.done - base : end - base]
+        self.done = end
+        keep = max(0, (end * self.down // self.up - self.margin) // self.down * self.down)
+        if keep > self.start:
+            self.buffer, self.start = self.buffer[keep - self.start :], keep
+        return block
+
+
+def iter_audio(path: str | os.PathLike, *, sr: int = 16000, block_s: float = 60.0) -> Iterator[np.ndarray]:
+    """Decode a file in consecutive float32 mono blocks at ``sr`` (about ``block_s`` seconds each).
+
+    The blocks joined are :func:`read_audio`'s signal (a resampled file
+    included: see :class:`_BlockResampler`), but memory stays bounded by the
+    block, whatever the file's length. Bad files raise the same errors as
+    :func:`read_audio`, some only when the bad part is reached.
+
+    Raises:
+        AudioError: as :func:`read_audio`.
+    """
+    if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or sr <= 0:
+        raise ValueError(f"sr must be a positive integer, got {sr!r}")
+    path = Path(path)
+    _check_file(path)
+    decode = _pyav_blocks if path.suffix.lower() in PYAV_SUFFIXES else _soundfile_blocks
+    resampler, peak, frames = None, 0.0, 0
+    for data, rate in decode(path, max(1, int(block_s * sr))):
+        if not np.isfinite(data).all():
+            bad = int(data.size - np.count_nonzero(np.isfinite(data)))
+            raise AudioInvalidSamplesError(path, f"{bad} NaN or infinite samples (from {frames / rate:.3f} s)")
+        frames += len(data)
+        resampler = resampler or _BlockResampler(rate, int(sr))
+        mono = resampler.push(data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0])
+        peak = max(peak, float(np.max(np.abs(mono), initial=0.0)))
+        if len(mono):
+            yield np.ascontiguousarray(mono, dtype=np.float32)
+    if resampler is None:
+        raise AudioEmptyError(path, "no samples (the header is valid but the stream is empty)")
+    rest = resampler.finish()
+    peak = max(peak, float(np.max(np.abs(rest), initial=0.0)))
+    if peak < SILENCE_PEAK:
+        warnings.warn(f"{path}: silent (peak below {SILENCE_PEAK:g})", SilentAudioWarning, stacklevel=2)
+    if len(rest):
+        yield rest
 
 
 # --------------------------------------------------------------------------- writing
@@ -459,9 +689,10 @@ def write_audio(
 ) -> Path:
     """Write a signal atomically (temporary file, then rename).
 
-    WAV, FLAC and OGG go through soundfile (16-bit PCM for WAV/FLAC, Vorbis
-    for OGG unless ``subtype`` says otherwise; PCM clips to [-1, 1]); ``.m4a``
-    is AAC through PyAV. A reader never sees a half-written file, and a
+    WAV, FLAC, OGG and OPUS go through soundfile (16-bit PCM for WAV/FLAC,
+    Vorbis for ``.ogg``, Opus for ``.opus`` unless ``subtype`` says otherwise;
+    PCM clips to [-1, 1]; Opus takes 8, 12, 16, 24 or 48 kHz); ``.m4a`` is
+    AAC through PyAV. A reader never sees a half-written file, and a
     failed write leaves any previous file in place.
 
     Args:
@@ -479,8 +710,9 @@ def write_audio(
     """
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix not in SOUNDFILE_SUFFIXES | {".m4a"}:
-        raise ValueError(f"{path}: cannot write {suffix!r}; supported: .flac, .m4a, .ogg, .wav")
+    writable = SOUNDFILE_SUFFIXES | {".m4a"}
+    if suffix not in writable:
+        raise ValueError(f"{path}: cannot write {suffix!r}; supported: {', '.join(sorted(writable))}")
     if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or sr <= 0:
         raise ValueError(f"{path}: sr must be a positive integer, got {sr!r}")
     data = np.asarray(signal, dtype=np.float32)
@@ -500,7 +732,8 @@ def write_audio(
         if suffix == ".m4a":
             _encode_aac(temporary, data, int(sr))
         else:
-            sf.write(temporary, data, int(sr), format=suffix[1:].upper(), subtype=subtype)
+            container, default_subtype = _SOUNDFILE_FORMATS[suffix]
+            sf.write(temporary, data, int(sr), format=container, subtype=subtype or default_subtype)
         os.replace(temporary, path)
     except BaseException as error:
         temporary.unlink(missing_ok=True)

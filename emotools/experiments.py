@@ -204,7 +204,7 @@ def run_grid(
     seeds: Sequence[int] = (0,),
     targets: Sequence[str] = ("arousal", "valence"),
     postprocess_chain: bool = True,
-    run_dir: Path | None = None,
+    run_dir: str | os.PathLike | None = None,
     jobs: int | None = None,
     progress: bool = True,
     **fit_options: Any,
@@ -230,7 +230,7 @@ def run_grid(
     Returns:
         A :class:`GridResult`; ``results`` has :data:`RESULT_COLUMNS`.
     """
-    from tqdm.auto import tqdm
+    from .progress import tqdm
 
     splits = by_split(records)
     for name in ("train", "dev", "test"):
@@ -238,7 +238,7 @@ def run_grid(
             raise ValueError(f"{dataset}/{protocol}: no {name} records (splits: "
                              f"{ {k: len(v) for k, v in splits.items()} })")
     targets = tuple(targets)
-    run_dir = run_dir or paths.results_dir() / "checkpoints" / f"{dataset}-{protocol}"
+    run_dir = Path(run_dir) if run_dir is not None else paths.results_dir() / "checkpoints" / f"{dataset}-{protocol}"
     key = _fingerprint(records, {"targets": targets, "post": postprocess_chain, **fit_options})
     plan = [(a, m, s) for m in modes for s in seeds for a in architectures]
     folders = {p: run_dir / key / f"{p[0]}-{p[1]}-seed{p[2]}" for p in plan}

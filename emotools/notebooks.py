@@ -7,21 +7,33 @@ literal assignments with a help comment::
 
 :func:`notebook_parameters` reads them with :mod:`ast` (never ``eval``), so
 overrides are type-checked *before* a kernel starts and a wrong type fails
-early with a message naming the parameter.
+early with a message naming the parameter. A help comment may end with a
+range, one or more bounds in brackets, checked the same way (on every item
+of a list)::
+
+    jobs: int = 0  # worker processes (0: all cores) [>= 0]
+    share: float = 0.5  # fraction of the data [> 0, <= 1]
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
+import operator
 import os
+import re
 import sys
+import tempfile
+import threading
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from . import paths
+from .progress import BATCH_ENV
 
 KERNEL_NAME = "emotools-python3"
 
@@ -31,7 +43,20 @@ class NotebookError(RuntimeError):
 
 
 class ParameterError(NotebookError):
-    """A parameter override is unknown or of the wrong type."""
+    """A parameter override is unknown, of the wrong type or out of its declared range."""
+
+
+class NotebookInterrupted(NotebookError):
+    """The run was interrupted (Ctrl-C) while a notebook was executing."""
+
+
+#: Comparison operators a range may use, e.g. ``[>= 0]`` or ``[> 0, <= 1]``.
+_BOUND_OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
+    ">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt,
+}
+_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+_BOUND = rf"(>=|<=|>|<)\s*({_NUMBER})"
+_RANGE = re.compile(rf"\[\s*({_BOUND}(?:\s*,\s*{_BOUND})*)\s*\]\s*$")
 
 
 @dataclass(frozen=True)
@@ -42,18 +67,39 @@ class Parameter:
     type: str  # the annotation as written, e.g. "bool", "list[str]", "str | None"
     default: Any
     help: str
+    bounds: tuple[tuple[str, float], ...] = ()  # e.g. ((">=", 0.0),) from a trailing "[>= 0]"
+
+    def range_text(self) -> str:
+        """The range as declared, e.g. ``>= 0, <= 1``."""
+        return ", ".join(f"{op} {limit:g}" for op, limit in self.bounds)
+
+    def in_range(self, value: Any) -> bool:
+        """Whether ``value`` (each item of a list or tuple; None passes) meets every bound."""
+        if isinstance(value, (list, tuple)):
+            return all(self.in_range(v) for v in value)
+        if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+            return True
+        return all(_BOUND_OPERATORS[op](value, limit) for op, limit in self.bounds)
+
+
+def parse_range(comment: str) -> tuple[tuple[str, float], ...]:
+    """The bounds of a help comment's trailing range, e.g. ``"... [> 0, <= 1]"``; () when none."""
+    match = _RANGE.search(comment)
+    if not match:
+        return ()
+    return tuple((op, float(limit)) for op, limit in re.findall(_BOUND, match.group(1)))
 
 
 # --------------------------------------------------------------------- discovery
 
 
-def list_notebooks(folder: Path | None = None) -> list[Path]:
+def list_notebooks(folder: str | os.PathLike | None = None) -> list[Path]:
     """All notebooks in ``folder`` (default ``notebooks/``) in name order."""
-    folder = folder or paths.NOTEBOOKS_DIR
+    folder = Path(folder or paths.NOTEBOOKS_DIR)
     return sorted(p for p in folder.glob("*.ipynb") if not p.name.startswith("."))
 
 
-def select_notebooks(only: Sequence[str] | None, folder: Path | None = None) -> list[Path]:
+def select_notebooks(only: Sequence[str] | None, folder: str | os.PathLike | None = None) -> list[Path]:
     """Notebooks whose stem or file name is in ``only`` (all when empty)."""
     available = list_notebooks(folder)
     if not only:
@@ -79,8 +125,13 @@ def _parameters_source(notebook: Path) -> str:
     raise NotebookError(f"{notebook}: no code cell tagged 'parameters'")
 
 
-def notebook_parameters(notebook: Path) -> dict[str, Parameter]:
-    """The typed parameters declared in a notebook's ``parameters`` cell."""
+def notebook_parameters(notebook: str | os.PathLike) -> dict[str, Parameter]:
+    """The typed parameters declared in a notebook's ``parameters`` cell.
+
+    Raises:
+        NotebookError: no such cell, not typed literals, or a default outside its declared range.
+    """
+    notebook = Path(notebook)
     source = _parameters_source(notebook)
     lines = source.splitlines()
     try:
@@ -100,7 +151,11 @@ def notebook_parameters(notebook: Path) -> dict[str, Parameter]:
             raise NotebookError(f"{notebook}: parameter {node.target.id!r} default is not a literal") from error
         line = lines[node.lineno - 1]
         comment = line.split("#", 1)[1].strip() if "#" in line else ""
-        declared[node.target.id] = Parameter(node.target.id, ast.unparse(node.annotation), default, comment)
+        parameter = Parameter(node.target.id, ast.unparse(node.annotation), default, comment, parse_range(comment))
+        if not parameter.in_range(default):
+            raise NotebookError(f"{notebook}: parameter {parameter.name!r} default {default!r} is outside its "
+                                f"declared range [{parameter.range_text()}]")
+        declared[node.target.id] = parameter
     return declared
 
 
@@ -157,7 +212,8 @@ def _from_text(text: str, annotation: str) -> Any:
         return text
 
 
-def check_parameters(notebook: Path, overrides: dict[str, Any], *, from_text: bool = False) -> dict[str, Any]:
+def check_parameters(notebook: str | os.PathLike, overrides: dict[str, Any], *, from_text: bool = False
+                     ) -> dict[str, Any]:
     """Validate overrides against the declared parameters.
 
     Args:
@@ -170,9 +226,10 @@ def check_parameters(notebook: Path, overrides: dict[str, Any], *, from_text: bo
         The overrides with converted values.
 
     Raises:
-        ParameterError: an unknown name or a value of the wrong type, naming
-            the notebook and the parameter.
+        ParameterError: an unknown name, a value of the wrong type or outside
+            the declared range, naming the notebook and the parameter.
     """
+    notebook = Path(notebook)
     declared = notebook_parameters(notebook)
     checked: dict[str, Any] = {}
     for name, value in overrides.items():
@@ -185,6 +242,10 @@ def check_parameters(notebook: Path, overrides: dict[str, Any], *, from_text: bo
         if not _matches(value, annotation):
             raise ParameterError(
                 f"{notebook.name}: parameter {name!r} expects {annotation}, got {type(value).__name__} {value!r}"
+            )
+        if not declared[name].in_range(value):
+            raise ParameterError(
+                f"{notebook.name}: parameter {name!r} must be {declared[name].range_text()}, got {value!r}"
             )
         if annotation == "float" and isinstance(value, int):
             value = float(value)
@@ -218,13 +279,94 @@ def ensure_kernel(name: str = KERNEL_NAME) -> str:
 # ------------------------------------------------------------------------ runner
 
 
-def executed_path(notebook: Path) -> Path:
+def executed_path(notebook: str | os.PathLike) -> Path:
     """Where the executed copy of a notebook goes."""
-    return paths.results_dir() / "notebooks" / notebook.name
+    return paths.results_dir() / "notebooks" / Path(notebook).name
 
 
-def run_notebook(notebook: Path, parameters: dict[str, Any] | None = None, *, from_text: bool = False) -> Path:
+class CellProgress:
+    """Cell N of M and the elapsed time of one executing notebook (a bar on stderr).
+
+    Its methods are nbclient's ``on_notebook_start`` and ``on_cell_start``
+    hooks; on a terminal a ticker redraws the elapsed time every second, so a
+    long cell does not look like a hang.
+    """
+
+    def __init__(self, label: str, *, enabled: bool = True) -> None:
+        from .progress import tqdm
+
+        self.bar = tqdm(total=0, desc=label, unit="cell", file=sys.stderr, disable=not enabled, mininterval=0,
+                        miniters=1, bar_format="{desc}: cell {n}/{total} |{bar:20}| {elapsed}")
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+        if enabled and sys.stderr.isatty():
+            self._ticker = threading.Thread(target=self._tick, daemon=True)
+            self._ticker.start()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(1.0):
+            self.bar.refresh()
+
+    def on_notebook_start(self, notebook: Any, **_: Any) -> None:
+        """Count the code cells that will run (papermill's injected parameters included)."""
+        self.bar.total = sum(1 for c in notebook.cells if c.cell_type == "code" and c.source.strip())
+        self.bar.refresh()
+
+    def on_cell_start(self, cell: Any, **_: Any) -> None:
+        """Advance to the cell about to run (markdown and empty cells do not count)."""
+        if cell.cell_type == "code" and cell.source.strip():
+            self.bar.update(1)
+
+    @property
+    def position(self) -> str:
+        """``"cell N of M"``: where the notebook is (or that its kernel was still starting)."""
+        return f"cell {self.bar.n} of {self.bar.total}" if self.bar.n else "before its first cell"
+
+    def close(self) -> None:
+        """Stop the ticker and leave the bar's final line."""
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join()
+        self.bar.close()
+
+
+@contextlib.contextmanager
+def _environment(**values: str) -> Iterator[None]:
+    """Set environment variables (inherited by kernels started inside), restore them afterwards."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+
+
+def _kernel_config() -> Any:
+    """IPC transport: local sockets, so the kernel has nothing to warn about (no TCP in plain text).
+
+    The sockets get a unique absolute name in the temporary folder (jupyter_client's
+    default, ``kernel-ipc-N``, is relative to the working directory, shared by
+    every run in the repository); jupyter_client removes them with the kernel.
+    """
+    from traitlets.config import Config
+
+    if os.name != "posix":
+        return Config()
+    name = Path(tempfile.gettempdir()) / f"emotools-kernel-{uuid.uuid4().hex[:12]}"
+    return Config({"KernelManager": {"transport": "ipc", "ip": str(name)}})
+
+
+def run_notebook(notebook: str | os.PathLike, parameters: dict[str, Any] | None = None, *, from_text: bool = False,
+                 progress: CellProgress | None = None) -> Path:
     """Execute one notebook with papermill; return the executed copy's path.
+
+    The kernel runs with the repository root as working directory and
+    :data:`~emotools.progress.BATCH_ENV` set, so progress bars inside it
+    print one line each; the matplotlib backend is the kernel's own (inline).
 
     Raises:
         ParameterError: before execution, for a bad override.
@@ -234,26 +376,44 @@ def run_notebook(notebook: Path, parameters: dict[str, Any] | None = None, *, fr
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
+    notebook = Path(notebook)
     params = check_parameters(notebook, parameters or {}, from_text=from_text)
     output = executed_path(notebook)
     output.parent.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("MPLBACKEND", "Agg")
+    hooks = {"on_notebook_start": progress.on_notebook_start, "on_cell_start": progress.on_cell_start} if progress else {}
     try:
-        papermill.execute_notebook(
-            str(notebook),
-            str(output),
-            parameters=params,
-            kernel_name=ensure_kernel(),
-            cwd=str(paths.PROJECT_ROOT),
-            progress_bar=False,
-            log_output=False,
-        )
+        with _environment(**{BATCH_ENV: "1"}):
+            papermill.execute_notebook(
+                str(notebook),
+                str(output),
+                parameters=params,
+                kernel_name=ensure_kernel(),
+                cwd=str(paths.PROJECT_ROOT),
+                progress_bar=False,
+                log_output=False,
+                config=_kernel_config(),
+                shutdown_kernel="immediate",  # also on Ctrl-C: no half-shut kernel printing tracebacks
+                **hooks,
+            )
     except PapermillExecutionError as error:
         raise NotebookError(
             f"{notebook.name} failed in cell {error.cell_index} (execution count {error.exec_count}): "
-            f"{error.ename}: {error.evalue}\n  executed copy kept at {output}"
+            f"{error.ename}: {error.evalue}\n  executed copy kept at {paths.shown(output)}"
         ) from error
     return output
+
+
+def _plan(notebooks: list[Path], overrides: dict[str, Any], from_text: bool) -> list[tuple[Path, dict[str, Any]]]:
+    """Each notebook with the overrides it declares, all checked before anything runs."""
+    plan = []
+    for nb in notebooks:
+        declared = notebook_parameters(nb)
+        mine = {k: v for k, v in overrides.items() if k in declared}
+        plan.append((nb, check_parameters(nb, mine, from_text=from_text)))
+    unused = set(overrides) - {k for nb, _ in plan for k in notebook_parameters(nb)}
+    if unused:
+        raise ParameterError(f"parameter(s) {', '.join(sorted(unused))} declared by none of the selected notebooks")
+    return plan
 
 
 def run_all(
@@ -262,44 +422,48 @@ def run_all(
     smoke: bool = False,
     parameters: dict[str, Any] | None = None,
     from_text: bool = False,
-    folder: Path | None = None,
+    folder: str | os.PathLike | None = None,
+    progress: bool = True,
 ) -> list[Path]:
     """Run the selected notebooks in name order (the main job).
 
     Parameter overrides apply to every notebook that declares them; ``smoke``
     sets ``smoke=True``. All overrides are checked before anything runs.
-    A log of wall times goes to ``results/notebooks/run_log.json``.
-    """
-    from tqdm.auto import tqdm
+    A log of wall times goes to ``results/notebooks/run_log.json``; with
+    ``progress``, stderr shows ``[i/n] notebook: cell N/M  elapsed``.
 
+    Raises:
+        ParameterError: a bad override, before any kernel starts.
+        NotebookError: a notebook failed (the run stops there).
+        NotebookInterrupted: Ctrl-C; names the notebook and the cell it was in.
+    """
     notebooks = select_notebooks(only, folder)
     if not notebooks:
         raise NotebookError("no notebooks to run")
     overrides = dict(parameters or {})
     if smoke:
         overrides["smoke"] = True
-    plan: list[tuple[Path, dict[str, Any]]] = []
-    for nb in notebooks:
-        declared = notebook_parameters(nb)
-        mine = {k: v for k, v in overrides.items() if k in declared}
-        plan.append((nb, check_parameters(nb, mine, from_text=from_text)))
-    unused = set(overrides) - {k for nb, _ in plan for k in notebook_parameters(nb)}
-    if unused:
-        raise ParameterError(f"parameter(s) {', '.join(sorted(unused))} declared by none of the selected notebooks")
+    plan = _plan(notebooks, overrides, from_text)
 
     log_path = paths.results_dir() / "notebooks" / "run_log.json"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log: list[dict[str, Any]] = []
     outputs = []
-    bar = tqdm(plan, desc="notebooks", unit="nb")
-    for nb, params in bar:
-        bar.set_postfix_str(nb.stem)
+    for i, (nb, params) in enumerate(plan, 1):
+        bar = CellProgress(f"[{i}/{len(plan)}] {nb.stem}", enabled=progress)
         start = time.perf_counter()
         status = "failed"
         try:
-            outputs.append(run_notebook(nb, params))
+            outputs.append(run_notebook(nb, params, progress=bar))
             status = "ok"
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise NotebookInterrupted(
+                f"interrupted: {nb.name} in {bar.position} after {time.perf_counter() - start:.0f} s "
+                f"(partial copy: {paths.shown(executed_path(nb))})"
+            ) from None
         finally:
+            bar.close()
             log.append({"notebook": nb.name, "parameters": params, "status": status,
                         "seconds": round(time.perf_counter() - start, 1)})
             log_path.write_text(json.dumps(log, indent=1, default=str))

@@ -48,6 +48,19 @@ def results_dir() -> Path:
     return _dir("EMOTOOLS_RESULTS_DIR")
 
 
+def shown(path: str | os.PathLike) -> str:
+    """``path`` as messages print it: relative to the repository root, or as
+    ``$EMOTOOLS_..._DIR/rest`` under a moved folder, so outputs carry no
+    machine's absolute paths; any other path unchanged."""
+    path = Path(path)
+    bases = [("", PROJECT_ROOT)] + [(f"${v}/", Path(os.environ[v]).expanduser().resolve())
+                                    for v in _DEFAULTS if os.environ.get(v)]
+    for prefix, base in sorted(bases, key=lambda b: -len(b[1].parts)):
+        if path.is_relative_to(base):
+            return prefix + path.relative_to(base).as_posix()
+    return str(path)
+
+
 def __getattr__(name: str) -> Path:
     # DATA_DIR, CACHE_DIR, FIGURES_DIR, RESULTS_DIR as module attributes that
     # follow the environment at access time.

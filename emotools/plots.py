@@ -1,18 +1,30 @@
 """Figure style, one colour per architecture, and the one ``savefig`` helper.
 
 Every figure of the project goes through :func:`savefig`, which writes PNG
-and PDF into ``figures/<notebook>/``. Colours come from :func:`arch_color`
-so an architecture looks the same in every figure.
+and PDF into ``figures/<notebook>/`` and, inside a Jupyter kernel, shows the
+figure inline (interactive sessions and papermill's executed copies alike).
+Colours come from :func:`arch_color` so an architecture looks the same in
+every figure.
+
+The matplotlib backend is left to whoever chose one: a kernel's inline
+backend, ``MPLBACKEND``, ``matplotlib.use``, an IPython ``%matplotlib``. Only
+a plain process with no choice made (scripts, the CLI, tests) gets the
+headless ``Agg``.
 """
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Iterable
 
 import matplotlib
 
-matplotlib.use("Agg", force=False)
+from .progress import in_kernel, ipython_shell
+
+# No backend chosen (MPLBACKEND, matplotlibrc, matplotlib.use) and no IPython to choose one: headless.
+if matplotlib.rcParams._get_backend_or_none() is None and ipython_shell() is None:
+    matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from . import paths  # noqa: E402
@@ -71,8 +83,44 @@ def set_style(*, context: str = "talk") -> None:
     plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 150, "axes.titleweight": "bold"})
 
 
-def savefig(fig: plt.Figure, name: str, *, notebook: str, formats: tuple[str, ...] = ("png", "pdf")) -> list[Path]:
+class SavedFigure(list):
+    """The paths :func:`savefig` wrote (a ``list[Path]``), shown relative to the repository root."""
+
+    def __repr__(self) -> str:
+        return "saved " + ", ".join(paths.shown(p) for p in self)
+
+
+def _png_bytes(fig: plt.Figure, written: list[Path]) -> tuple[bytes, float]:
+    """The PNG of ``fig`` (the file just written, else rendered in memory) and its dpi."""
+    png = next((p for p in written if p.suffix == ".png"), None)
+    if png is not None:
+        dpi = plt.rcParams["savefig.dpi"]
+        return png.read_bytes(), fig.dpi if dpi == "figure" else float(dpi)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight", dpi=fig.dpi)
+    return buffer.getvalue(), fig.dpi
+
+
+def show_inline(fig: plt.Figure, written: Iterable[Path] = ()) -> None:
+    """Show ``fig`` as an ``image/png`` output of the running kernel, then close it.
+
+    Whatever matplotlib backend the kernel has, the figure appears in the
+    notebook (and in papermill's executed copy) exactly as saved; closing it
+    keeps the inline backend from showing it a second time at the end of the cell.
+    """
+    from IPython.display import Image, display
+
+    data, dpi = _png_bytes(fig, list(written))
+    width_px = int.from_bytes(data[16:20], "big")  # PNG IHDR: width
+    display(Image(data=data, format="png", width=round(width_px * fig.dpi / dpi)))
+    plt.close(fig)
+
+
+def savefig(fig: plt.Figure, name: str, *, notebook: str, formats: tuple[str, ...] = ("png", "pdf")) -> SavedFigure:
     """Write ``fig`` as ``figures/<notebook>/<name>.<fmt>`` for each format.
+
+    Inside a Jupyter kernel the figure is also shown inline (and closed):
+    see :func:`show_inline`. Elsewhere it stays open.
 
     Args:
         fig: the figure.
@@ -87,13 +135,15 @@ def savefig(fig: plt.Figure, name: str, *, notebook: str, formats: tuple[str, ..
         raise ValueError(f"figure name must be a plain file stem, got {name!r}")
     folder = paths.figures_dir() / notebook
     folder.mkdir(parents=True, exist_ok=True)
-    written = []
+    written = SavedFigure()
     for fmt in formats:
         path = folder / f"{name}.{fmt}"
         # PDFs embed a creation date by default; drop it so reruns are identical.
         metadata = {"CreationDate": None} if fmt == "pdf" else {"Software": None} if fmt == "png" else None
         fig.savefig(path, bbox_inches="tight", metadata=metadata)
         written.append(path)
+    if in_kernel():
+        show_inline(fig, written)
     return written
 
 

@@ -102,7 +102,7 @@ def _names(corpus: str, index: int, session: int, rng: np.random.Generator) -> t
 
 
 def _write_corpus(corpus: str, root: Path, size: SampleSize, seed: int, progress: bool) -> Path:
-    from tqdm.auto import tqdm
+    from .progress import tqdm
 
     from .audio import write_audio
     from .synth import SR, _atomic_text, render_session, speaker_catalogue

@@ -570,7 +570,7 @@ def write_corpus(
         SynthError: bad sizes, or ``out`` holds a corpus made with another
             configuration, or a recording failed to render.
     """
-    from tqdm.auto import tqdm
+    from .progress import tqdm
 
     catalogue = speaker_catalogue()
     if not 1 <= int(speakers) <= len(catalogue):

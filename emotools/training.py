@@ -203,7 +203,11 @@ def load(path: str | Path, *, device: str | None = None) -> TrainedModel:
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise TrainingError(f"{path}: not an emotools model checkpoint")
     model = SequenceRegressor(config_from_dict(json.loads(ckpt["config"])))
-    model.load_state_dict(ckpt["state_dict"])
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except (RuntimeError, KeyError, TypeError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise TrainingError(f"{path}: the weights do not fit the model config ({first})") from None
     model.to(_device(device)).eval()
     meta = json.loads(ckpt["meta"])
     return TrainedModel(
@@ -423,7 +427,7 @@ def fit(
         TrainingError: empty / unlabelled records, unknown targets or loss,
             or a checkpoint of a different run in ``checkpoint_dir``.
     """
-    from tqdm.auto import tqdm
+    from .progress import tqdm
 
     targets = tuple(targets) if targets is not None else (tuple(train[0].target_names) if train else ())
     _check_records(train, "train", targets)

@@ -139,3 +139,42 @@ def training_records(n: int, *, frames: int = 240, features: int = 10, seed: int
         records.append(SequenceRecord(id=f"{split}{i}", x=x, y=y, time=np.arange(frames) / 10.0, rate_hz=10.0,
                                       speaker=f"{split}-s{i}", split=split))
     return records
+
+
+def streamed_wav_bytes(pcm: np.ndarray, sr: int = SR, *, data_size: int = 0, list_chunk: bool = False) -> bytes:
+    """A 16-bit PCM WAV as a writer that cannot seek back leaves it: RIFF and ``data`` sizes unknown.
+
+    Built by hand (not by soundfile): ``data_size`` is what the header states
+    (0 or 0xFFFFFFFF), the samples ``pcm`` (int16, ``(frames,)`` or
+    ``(frames, channels)``) follow to the end of the file. ``list_chunk`` puts
+    a ``LIST`` chunk between ``fmt `` and ``data``, as many recorders do.
+    """
+    import struct
+
+    samples = np.asarray(pcm, dtype="<i2")
+    channels = 1 if samples.ndim == 1 else samples.shape[1]
+    fmt = struct.pack("<HHIIHH", 1, channels, sr, sr * 2 * channels, 2 * channels, 16)
+    chunks = b"fmt " + struct.pack("<I", len(fmt)) + fmt
+    if list_chunk:
+        info = b"INFOISFT" + struct.pack("<I", 8) + b"streamer"
+        chunks += b"LIST" + struct.pack("<I", len(info)) + info
+    riff_size = 0 if data_size == 0 else 0xFFFFFFFF
+    return (b"RIFF" + struct.pack("<I", riff_size) + b"WAVE" + chunks + b"data" + struct.pack("<I", data_size)
+            + samples.tobytes())
+
+
+def opus_bytes(signal: np.ndarray, sr: int) -> bytes:
+    """An Ogg Opus file encoded by FFmpeg's libopus (through PyAV), not by libsndfile: an outside encoder."""
+    import io
+
+    import av
+
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="ogg") as container:
+        stream = container.add_stream("libopus", rate=sr)
+        stream.layout = "mono"
+        frame = av.AudioFrame.from_ndarray(np.asarray(signal, np.float32)[None, :], format="flt", layout="mono")
+        frame.sample_rate, frame.pts = sr, 0
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            container.mux(packet)
+    return buffer.getvalue()

@@ -25,6 +25,7 @@ from emotools.audio import (
     write_audio,
 )
 from fixtures_audio import SR, tone
+from fixtures_bad import opus_bytes, pcm16, streamed_wav_bytes, voiced
 
 
 def snr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
@@ -48,7 +49,7 @@ def test_lossless_round_trip_is_exact_to_16_bit(tmp_path: Path, suffix: str) -> 
     assert np.max(np.abs(decoded - signal)) <= 1 / 32768 + 1e-7
 
 
-@pytest.mark.parametrize("suffix", [".ogg", ".m4a"])
+@pytest.mark.parametrize("suffix", [".ogg", ".opus", ".m4a"])
 def test_lossy_round_trip_keeps_length_and_waveform(tmp_path: Path, suffix: str) -> None:
     signal = tone(1.0, freq=440)
     path = write_audio(tmp_path / f"a{suffix}", signal, SR)
@@ -71,6 +72,76 @@ def test_m4a_is_decoded_by_pyav_and_matches_ffmpeg_stream(tmp_path: Path) -> Non
     # the same samples as FFmpeg's decoder, trimmed to the container's length
     np.testing.assert_array_equal(decoded, direct[: decoded.size])
     assert decoded.size == signal.size < direct.size
+
+
+@pytest.mark.parametrize("sr", [48000, 16000])
+def test_ogg_opus_from_another_encoder_is_decoded_in_time(tmp_path: Path, sr: int) -> None:
+    """``.opus`` made by FFmpeg's libopus: its pre-skip is removed, so the waveform lines up sample for sample."""
+    signal = voiced(2.0, sr, seed=5)
+    path = tmp_path / "speech.opus"
+    path.write_bytes(opus_bytes(signal, sr))
+    assert audio_info(path) == AudioInfo(duration=2.0, sample_rate=sr, channels=1, frames=signal.size)
+    decoded = read_audio(path, sr=sr)
+    assert decoded.shape == signal.shape
+    assert snr_db(signal, decoded) > 20
+    skip = round(0.0065 * sr)  # Opus' usual pre-skip (312 samples at 48 kHz): left in, the waveform would lag
+    assert snr_db(signal[:-skip], decoded[skip:]) < 5
+    # at the default 16 kHz: the same sound as the 16 kHz rendering
+    assert snr_db(voiced(2.0, seed=5)[400:-400], read_audio(path)[400:-400]) > 20
+
+
+def test_cut_opus_is_reported_as_truncated(tmp_path: Path) -> None:
+    path = tmp_path / "cut.opus"
+    path.write_bytes(opus_bytes(voiced(1.0, 48000, seed=6), 48000)[:-200])
+    with pytest.raises(AudioFormatError, match="truncated: the Ogg stream ends without an end-of-stream page"):
+        read_audio(path)
+
+
+@pytest.mark.parametrize(
+    ("data_size", "list_chunk", "channels"),
+    [(0, False, 1), (0xFFFFFFFF, False, 1), (0, True, 1), (0, False, 2)],
+    ids=["size-0", "size-ffffffff", "size-0-after-LIST", "size-0-stereo"],
+)
+def test_streamed_wav_is_decoded_to_the_end_of_the_file(tmp_path: Path, data_size: int, list_chunk: bool,
+                                                        channels: int) -> None:
+    """A WAV written to a pipe states no data size; its samples run to the end of the file."""
+    pcm = pcm16(voiced(1.5, seed=7))
+    if channels == 2:
+        pcm = np.stack([pcm, pcm16(voiced(1.5, seed=8))], axis=1)
+    path = tmp_path / "streamed.wav"
+    path.write_bytes(streamed_wav_bytes(pcm, data_size=data_size, list_chunk=list_chunk))
+    assert audio_info(path) == AudioInfo(duration=1.5, sample_rate=SR, channels=channels, frames=24000)
+    expected = pcm / 32768 if channels == 1 else (pcm / 32768).mean(axis=1)
+    np.testing.assert_allclose(read_audio(path), expected, atol=1e-7)
+    # a frame cut in half at the end is left out, not decoded as noise
+    path.write_bytes(path.read_bytes()[:-1])
+    assert read_audio(path).size == 24000 - 1
+
+
+def test_streamed_wav_without_samples_is_empty_and_a_cut_wav_still_truncated(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(streamed_wav_bytes(np.zeros(0, np.int16)))
+    with pytest.raises(AudioEmptyError, match="no samples"):
+        read_audio(empty)
+    assert audio_info(empty).frames == 0
+    # a data size that is stated (not 0) and larger than the file is still a cut, not a stream
+    whole = streamed_wav_bytes(pcm16(voiced(1.0, seed=9)), data_size=32000)
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(whole[: len(whole) - 1000])
+    with pytest.raises(AudioFormatError, match="truncated: header declares 32000 data bytes, file holds 31000"):
+        read_audio(cut)
+
+
+@pytest.mark.parametrize("kind", [str, Path], ids=["str", "Path"])
+def test_every_function_taking_a_path_accepts_str_and_pathlike(tmp_path: Path, kind: type) -> None:
+    signal = tone(0.25)
+    written = write_audio(kind(tmp_path / "sub" / "a.flac"), signal, SR)
+    assert written == tmp_path / "sub" / "a.flac"
+    assert audio_info(kind(written)).frames == signal.size
+    np.testing.assert_allclose(read_audio(kind(written)), signal, atol=1 / 32768 + 1e-7)
+    with pytest.raises(AudioMissingError) as caught:
+        read_audio(kind(tmp_path / "missing.wav"))
+    assert caught.value.path == str(tmp_path / "missing.wav")
 
 
 def test_stereo_is_averaged_to_mono(tmp_path: Path) -> None:
@@ -242,6 +313,12 @@ def test_write_audio_is_atomic_and_keeps_the_old_file_on_failure(tmp_path: Path)
 def test_write_audio_refuses_bad_requests(tmp_path: Path, name: str, signal: np.ndarray, words: str) -> None:
     with pytest.raises(ValueError, match=words):
         write_audio(tmp_path / name, signal, SR)
+    assert not any(tmp_path.iterdir())
+
+
+def test_write_audio_refuses_an_opus_rate(tmp_path: Path) -> None:
+    with pytest.raises(AudioWriteError, match="Opus only supports sample rates"):
+        write_audio(tmp_path / "a.opus", tone(0.2, sr=44100), 44100)
     assert not any(tmp_path.iterdir())
 
 

@@ -25,12 +25,22 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from emotools import corpora, models, training
+from emotools import corpora, experiments, labels as label_protocols, models, samples, synth, training
 from emotools.audio import AudioFormatError, SilentAudioWarning, audio_info, read_audio
 from emotools.corpora import read_annotation
 from emotools.features import FeatureSpec, FeatureStore, extract, extract_signal
-from emotools.sequences import SequenceRecord, make_record
-from fixtures_bad import SR, add_recording, labels, pcm16, run_emotools, voiced, wav_bytes
+from emotools.sequences import SequenceRecord, build_records, make_record
+from fixtures_bad import (
+    SR,
+    add_recording,
+    labels,
+    opus_bytes,
+    pcm16,
+    run_emotools,
+    streamed_wav_bytes,
+    voiced,
+    wav_bytes,
+)
 
 SPEC = FeatureSpec(level="windowed", window=1.0, hop=0.1)
 F0 = "F0semitoneFrom27.5Hz_sma3nz_amean"
@@ -84,6 +94,9 @@ BAD = {
                       "scan: time is not strictly increasing at line 10 (0.3 s after 0.7 s); recording skipped",
                       "scan"),
     "without_annotation": ("audio/without_annotation.wav", "scan: audio without annotation (no ", "scan"),
+    "semicolon_annotation": ("annotations/semicolon_annotation.csv",
+                             "scan: the file is ';'-separated (header 'time;arousal;valence'), but emotools reads "
+                             "comma-separated CSV", "scan"),
 }
 # Usable recordings whose annotation does not match the audio's length: reported, and extracted.
 MISMATCHED = {
@@ -100,6 +113,8 @@ UNUSUAL = {
     "rate_8k": (8000, 3.0, ".wav"),
     "rate_44k": (44100, 3.0, ".flac"),
     "rate_96k": (96000, 3.0, ".wav"),
+    "streamed_wav": (SR, 3.0, ".wav"),  # data size 0 in the header, the samples run to the end of the file
+    "opus_48k": (48000, 3.0, ".opus"),  # Ogg Opus from FFmpeg's libopus
 }
 
 
@@ -122,6 +137,8 @@ def _add_bad_and_unusual(root: Path) -> dict[str, np.ndarray]:
     add_recording(root, "without_annotation", voiced(2.0, seed=8), annotation=None)
     add_recording(root, "annotation_short", voiced(5.0, seed=9), annotation=labels(2.0, seed=9))
     add_recording(root, "annotation_long", voiced(2.5, seed=10), annotation=labels(5.0, seed=10))
+    add_recording(root, "semicolon_annotation", voiced(2.0, seed=12),
+                  annotation=labels(2.0, seed=12).to_csv(index=False, sep=";"))
 
     references = {}
     add_recording(root, "silent", np.zeros(int(2.5 * SR), np.float32), annotation=labels(2.5))
@@ -134,6 +151,12 @@ def _add_bad_and_unusual(root: Path) -> dict[str, np.ndarray]:
         add_recording(root, name, voiced(seconds, rate, seed=20 + k), sr=rate, suffix=suffix,
                       subtype="PCM_24" if rate == 96000 else "PCM_16", annotation=labels(seconds))
         references[name] = voiced(seconds, SR, seed=20 + k)
+    streamed = pcm16(voiced(3.0, seed=13))
+    add_recording(root, "streamed_wav", streamed_wav_bytes(streamed), annotation=labels(3.0))
+    references["streamed_wav"] = (streamed / 32768).astype(np.float32)
+    add_recording(root, "opus_48k", opus_bytes(voiced(3.0, 48000, seed=14), 48000), suffix=".opus",
+                  annotation=labels(3.0))
+    references["opus_48k"] = voiced(3.0, SR, seed=14)
     return references
 
 
@@ -220,8 +243,8 @@ def test_unusual_but_valid_input_is_processed_correctly(matrix: SimpleNamespace,
     np.testing.assert_array_equal(stored[["start", "end"]], reference[["start", "end"]])
     values = stored.drop(columns=["start", "end"]).to_numpy()
     assert np.isfinite(values).all()
-    if case in ("silent", "stereo"):
-        # silence is data; stereo is the mean of its channels, exactly (16-bit grid)
+    if case in ("silent", "stereo", "streamed_wav"):
+        # silence is data; stereo is the mean of its channels; a streamed WAV holds all its samples (16-bit grid)
         pd.testing.assert_frame_equal(stored.drop(columns=["start", "end"]), reference.drop(columns=["start", "end"]))
     else:
         # the same sound rendered at 16 kHz: same pitch (within 0.1 semitone) and loudness (within 3 %)
@@ -420,3 +443,83 @@ def test_predict_never_overwrites_one_file_s_result_with_another_s(prediction: S
     assert sorted(len(pd.read_csv(p)) for p in written) == [_frames(1.5), _frames(3.5)], (
         f"two inputs named 00001.wav gave {[str(p.relative_to(prediction.out)) for p in written]}"
     )
+
+
+# --------------------------------------------------------------------------- a RECOLA-shaped corpus, str paths
+
+RECOLA_RATERS = ("FM1", "FM2", "FM3", "FF1", "FF2", "FF3")
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _readme_code(heading: str) -> str:
+    """The first ``python`` code block after ``heading`` in the README."""
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index(heading):]
+    start = section.index("```python\n") + len("```python\n")
+    return section[start : section.index("```", start)]
+
+
+def _raw_recola(root: Path, participants: list[str], seconds: float) -> None:
+    """RECOLA as released: one ``;``-separated file per participant and dimension, raters ``FM1 ``... (trailing
+    spaces in the header), ``time`` at 25 Hz; the audio as ``RECOLA-Audio-recordings/<P>.wav``."""
+    ratings = root / "RECOLA-Annotation" / "emotional_behaviour"
+    time = np.round(np.arange(int(seconds * 25)) / 25, 2)
+    for k, name in enumerate(participants):
+        _write(root / "RECOLA-Audio-recordings" / f"{name}.wav", voiced(seconds, seed=60 + k), SR, "PCM_16")
+        rng = np.random.default_rng(60 + k)
+        for target in ("arousal", "valence"):
+            trend = np.sin(2 * np.pi * 0.2 * time + rng.uniform(0, 6))
+            raters = {f"{r} ": np.round(trend + 0.1 * rng.standard_normal(time.size), 4) for r in RECOLA_RATERS}
+            path = ratings / target / f"{name}.csv"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pd.DataFrame({"time": time, **raters}).to_csv(path, sep=";", index=False)
+
+
+def test_recola_converted_by_the_readme_recipe_trains_with_str_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_torch_thread
+) -> None:
+    """The issue's report: the README's RECOLA recipe, then scan, extract and ``run_grid(run_dir="a/folder")``."""
+    monkeypatch.chdir(tmp_path)  # the recipe and every path below are relative strings
+    participants = [f"P{n}" for n in range(16, 22)]
+    _raw_recola(tmp_path / "RECOLA", participants, seconds=6.0)
+    exec(compile(_readme_code("#### Converting RECOLA"), "README.md: Converting RECOLA", "exec"), {})
+
+    table = corpora.scan("annotated", "data/recola", progress=False)
+    assert sorted(table["utterance"]) == participants and table.attrs["problems"] == []
+    assert table["label_rate"].tolist() == pytest.approx([25.0] * len(participants))
+    converted = read_annotation("data/recola/annotations/P17.csv")
+    raw = pd.read_csv("RECOLA/RECOLA-Annotation/emotional_behaviour/valence/P17.csv", sep=";")
+    np.testing.assert_allclose(converted["valence"], raw.iloc[:, 1:].mean(axis=1), atol=1e-8)
+    np.testing.assert_allclose(converted["valence_r6"], raw.iloc[:, 6], atol=1e-8)  # r6 = FF3
+
+    store = extract(table, SPEC, out="store", jobs=1, progress=False)
+    records, failures = build_records(table, store.load, label_protocols.annotation_labels(table))
+    assert failures == [] and len(records) == len(participants)
+    options = dict(dataset="recola", protocol="annotation", architectures=["mlp"], jobs=1, epochs=2,
+                   chunk_s=3.0, progress=False)
+    grid = experiments.run_grid(records, run_dir="runs/recola", **options)
+    results = grid.results
+    assert set(results["split"]) == {"dev", "test"} and len(results) == 2 * 2 * 2  # splits x targets x post
+    assert np.isfinite(results[["ccc", "mse"]].to_numpy()).all()
+    finished = sorted((tmp_path / "runs" / "recola").glob("*/mlp-joint-seed0/cell.json"))
+    assert len(finished) == 1
+    # the same folder as a Path: the finished cell is found, not trained again
+    again = experiments.run_grid(records, run_dir=Path("runs/recola"), **options)
+    pd.testing.assert_frame_equal(again.results, results)
+    assert finished[0].stat().st_mtime_ns == sorted(
+        (tmp_path / "runs" / "recola").glob("*/mlp-joint-seed0/cell.json"))[0].stat().st_mtime_ns
+
+
+def test_synth_and_samples_take_str_and_path_folders(tmp_path: Path) -> None:
+    """Corpus writers accept ``str`` and ``os.PathLike`` alike and write the same files either way."""
+    written = {}
+    for kind in (str, Path):
+        base = tmp_path / kind.__name__
+        root = synth.write_corpus(kind(base / "gt"), speakers=1, minutes=0.05, seed=3, jobs=1, progress=False)
+        roots = samples.write_samples(kind(base / "samples"), corpora=["voxceleb1"],
+                                      size=samples.SampleSize(speakers=1, sessions=1, minutes=0.05),
+                                      progress=False)
+        assert root == base / "gt" and roots["voxceleb1"] == base / "samples" / "voxceleb1"
+        assert samples.sample_root("voxceleb1", out=kind(base / "samples")) == roots["voxceleb1"]
+        written[kind] = sorted(p.relative_to(base) for p in base.rglob("*") if p.is_file())
+    assert written[str] == written[Path] and any(p.suffix == ".wav" for p in written[str])

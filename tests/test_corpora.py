@@ -22,6 +22,7 @@ from emotools.corpora import (
     chain_sessions,
     leaking_speakers,
     read_annotation,
+    read_split_file,
     render_session,
     scan,
     write_annotation,
@@ -425,6 +426,100 @@ def test_scanners_pass_split_options(libri_root: Path, tmp_path: Path) -> None:
     assert set(table.loc[table["speaker"] == "19", "split"]) == {"test"}
     # 6 speakers at 0.5/0.25/0.25 -> 3/2/1; the split file already filled test
     assert table.drop_duplicates("speaker")["split"].value_counts().to_dict() == {"train": 3, "dev": 2, "test": 1}
+
+
+# --------------------------------------------------------------------------- hostile text files
+
+
+def test_librispeech_transcript_with_a_byte_order_mark(libri_copy: Path) -> None:
+    """A transcript saved by an editor that writes a UTF-8 BOM: its first line is read like the others."""
+    path = libri_copy / "train-clean-100" / "19" / "198" / "19-198.trans.txt"
+    text = path.read_text(encoding="utf-8")
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+    table = scan("librispeech", libri_copy, progress=False)
+    assert table.attrs["problems"] == []
+    first = table.set_index("utterance").loc["19-198-0000", "transcript"]
+    assert first == text.splitlines()[0].partition(" ")[2] == "WORDS OF 19 CHAPTER 198 NUMBER 0"
+
+
+SEMICOLON = "the file is ';'-separated"
+
+
+def test_semicolon_annotation_is_named_as_such(tmp_path: Path) -> None:
+    path = tmp_path / "P16.csv"
+    annotation_frame(2.0).to_csv(path, sep=";", index=False)
+    with pytest.raises(AnnotationError) as caught:
+        read_annotation(path)
+    assert caught.value.path == str(path)
+    assert caught.value.reason.startswith(f"{SEMICOLON} (header 'time;arousal;valence;arousal_r1;")
+    assert "emotools reads comma-separated CSV" in caught.value.reason
+    # decimal commas too (a spreadsheet in a German locale): the same clear reason, not a parser message
+    path.write_text(annotation_frame(2.0).to_csv(sep=";", index=False, decimal=","))
+    with pytest.raises(AnnotationError, match=SEMICOLON):
+        read_annotation(path)
+    # tabs are named too
+    annotation_frame(2.0).to_csv(path, sep="\t", index=False)
+    with pytest.raises(AnnotationError, match="the file is tab-separated"):
+        read_annotation(path)
+
+
+def test_semicolon_files_in_a_corpus_are_named_as_such(annotated_root: Path, tmp_path: Path) -> None:
+    root = Path(shutil.copytree(annotated_root, tmp_path / "corpus"))
+    read_annotation(root / "annotations" / "P17.csv").to_csv(root / "annotations" / "P17.csv", sep=";", index=False)
+    table = scan("annotated", root, progress=False)
+    assert reasons(table)["P17.csv"].startswith(SEMICOLON) and "P17" not in set(table["utterance"])
+    assert len(table) == len(RECORDINGS) - 1  # the scan went on
+    meta = pd.read_csv(root / "metadata.csv", dtype=str, keep_default_na=False)
+    meta.to_csv(root / "metadata.csv", sep=";", index=False)
+    with pytest.raises(CorpusError, match=f"metadata.csv: {SEMICOLON} \\(header 'recording;speaker;split'\\)"):
+        scan("annotated", root, progress=False)
+    split_file = tmp_path / "splits.csv"
+    split_file.write_text("speaker;split\nP16;test\n")
+    with pytest.raises(ValueError, match=f"splits.csv: {SEMICOLON}"):
+        read_split_file(split_file)
+
+
+def test_byte_order_marks_in_corpus_csv_files(annotated_root: Path, tmp_path: Path) -> None:
+    """Excel's "CSV UTF-8" starts with a BOM: metadata, annotations and split files still read."""
+    root = Path(shutil.copytree(annotated_root, tmp_path / "corpus"))
+    for path in [root / "metadata.csv", *sorted((root / "annotations").glob("*.csv"))]:
+        path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    split_file = tmp_path / "splits.csv"
+    split_file.write_bytes(b"\xef\xbb\xbfspeaker,split\nP17,test\n")
+    table = scan("annotated", root, split_file=split_file, progress=False)
+    assert table.attrs["problems"] == [] and len(table) == len(RECORDINGS)
+    assert table.set_index("utterance").loc["P17", "split"] == "test"
+    pd.testing.assert_frame_equal(read_annotation(root / "annotations" / "P16.csv"),
+                                  read_annotation(annotated_root / "annotations" / "P16.csv"), check_like=True)
+
+
+# --------------------------------------------------------------------------- str and os.PathLike
+
+
+@pytest.mark.parametrize("kind", [str, Path], ids=["str", "Path"])
+def test_every_function_taking_a_path_accepts_str_and_pathlike(
+    kind: type, libri_root: Path, annotated_root: Path, tmp_path: Path
+) -> None:
+    vox = make_voxceleb(tmp_path / "vox1", 1, VOX_LAYOUT)
+    vox2 = make_voxceleb(tmp_path / "vox2", 2, VOX_LAYOUT)
+    for key, root in (("librispeech", libri_root), ("voxceleb1", vox), ("voxceleb2", vox2),
+                      ("annotated", annotated_root)):
+        table = scan(key, kind(root), progress=False)
+        assert table.attrs["root"] == str(root) and len(table) > 0, key
+        assert (CORPORA[key](kind(root), progress=False)["file"] == table["file"]).all()
+    annotation = read_annotation(kind(annotated_root / "annotations" / "P16.csv"))
+    assert annotation.attrs["path"] == str(annotated_root / "annotations" / "P16.csv")
+    written = write_annotation(kind(tmp_path / "out" / "P16.csv"), annotation)
+    assert written == tmp_path / "out" / "P16.csv"
+    table = scan("annotated", annotated_root, progress=False)
+    frozen = write_split_file(table, kind(tmp_path / "splits.csv"))
+    assert read_split_file(kind(frozen)) == dict(zip(table["speaker"], table["split"]))
+    again = assign_speaker_splits(table.drop(columns="split"), split_file=kind(frozen), seed=5)
+    assert again["split"].tolist() == table["split"].tolist()
+    libri = scan("librispeech", libri_root, progress=False)
+    chains = chain_sessions(libri[libri["speaker"] == "19"], target_minutes=10.0)
+    out = write_sessions(chains, kind(tmp_path / "sessions"), progress=False)
+    assert out.attrs["root"] == str(tmp_path / "sessions") and (tmp_path / "sessions" / "segments.csv").is_file()
 
 
 # --------------------------------------------------------------------------- sessions

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +30,7 @@ from emotools.features import (
     feature_names,
     to_int16,
 )
+from emotools.features.store import partial_path
 
 SR = 16000
 WINDOWED = FeatureSpec(FeatureSet.eGeMAPSv02, Level.windowed, window=1.0, hop=0.1)
@@ -265,7 +269,8 @@ def test_an_interrupted_run_resumes(corpus, tmp_path) -> None:
     (out / "index.parquet").unlink()
     (out / "summary.json").unlink()
     unfinished.unlink()
-    (out / "features" / ".partial-0123456789ab-x.parquet").write_bytes(b"half a file")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    partial_path(unfinished, pid=int(dead.stdout)).write_bytes(b"half a file")  # its writer was killed
     resumed = extract(corpus, WINDOWED, out=out, jobs=1, progress=False)
     assert (resumed.summary["processed"], resumed.summary["reused"]) == (1, 2)
     assert not list((out / "features").glob(".partial-*"))
@@ -285,9 +290,19 @@ def test_cache_key_covers_audio_and_every_setting(tmp_path) -> None:
     assert len({key, *(cache_key(path, spec) for spec in variants)}) == 1 + len(variants)
     # window and hop do not determine LLDs or whole-utterance functionals
     assert cache_key(path, FeatureSpec(level="lld", window=2.0)) == cache_key(path, FeatureSpec(level="lld"))
+    # The audio's content counts, not its name or timestamps: a touched or copied file keeps its key.
     stat = path.stat()
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    assert cache_key(path, WINDOWED) == key
+    copy = tmp_path / "elsewhere" / "b.wav"
+    copy.parent.mkdir()
+    copy.write_bytes(path.read_bytes())
+    assert cache_key(copy, WINDOWED) == key
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1  # one bit of the last sample
+    path.write_bytes(bytes(data))
     assert cache_key(path, WINDOWED) != key
+    assert cache_key(path, WINDOWED, digest=hashlib.sha256(bytes(data)).hexdigest()[:32]) == cache_key(path, WINDOWED)
 
 
 def test_duplicate_ids_and_missing_columns(corpus, tmp_path) -> None:

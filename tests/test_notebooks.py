@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -27,25 +30,122 @@ def test_parameters_are_typed_documented_and_have_smoke(notebook: Path) -> None:
         assert p.help, f"{notebook.name}: parameter {p.name} has no help comment"
 
 
+def _outputs(executed: nbformat.NotebookNode) -> list[dict]:
+    return [o for c in executed.cells for o in c.get("outputs", [])]
+
+
+def _output_text(output: dict) -> str:
+    """Everything an output shows as text (stream text, tracebacks, text/* data)."""
+    data = output.get("data", {})
+    parts = [output.get("text", ""), "\n".join(output.get("traceback", []))]
+    parts += [v if isinstance(v, str) else "".join(v) for k, v in data.items() if k.startswith("text/")]
+    return "\n".join(parts)
+
+
 @pytest.mark.parametrize("notebook", ALL, ids=[p.stem for p in ALL])
 def test_notebook_runs_in_smoke_mode(notebook: Path, isolated_dirs: dict[str, Path]) -> None:
     [out] = notebooks.run_all([notebook.stem], smoke=True)
     assert out == isolated_dirs["results"] / "notebooks" / notebook.name
     executed = nbformat.read(out, as_version=4)
-    assert executed.cells and not any(
-        o.get("output_type") == "error" for c in executed.cells for o in c.get("outputs", [])
-    )
-    assert list((isolated_dirs["figures"] / notebook.stem).glob("*.png")), "no figure written"
+    outputs = _outputs(executed)
+    assert executed.cells and not any(o.get("output_type") == "error" for o in outputs)
+    saved = list((isolated_dirs["figures"] / notebook.stem).glob("*.png"))
+    assert saved, "no figure written"
+    images = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(images) >= len(saved), f"{len(saved)} figures saved, {len(images)} shown inline"
     log = json.loads((isolated_dirs["results"] / "notebooks" / "run_log.json").read_text())
     assert log[-1]["status"] == "ok" and log[-1]["parameters"]["smoke"] is True
+    text = "\n".join(_output_text(o) for o in outputs)
+    assert "TqdmWarning" not in text and "IProgress" not in text
+    assert not [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    for root in {paths.PROJECT_ROOT, *isolated_dirs.values()}:
+        assert str(root) not in text, f"an output names the absolute path {root}"
 
 
-def test_wrong_parameter_type_fails_before_execution(isolated_dirs: dict[str, Path]) -> None:
-    with pytest.raises(notebooks.ParameterError, match="'seed' expects int, got str"):
-        notebooks.run_all(["00_metrics"], parameters={"seed": "three"})
-    with pytest.raises(notebooks.ParameterError, match="'smoke' expects bool"):
-        notebooks.run_all(["00_metrics"], parameters={"smoke": 1})
-    assert not (isolated_dirs["results"] / "notebooks" / "never.ipynb").exists()
+def _stream_lines(executed: nbformat.NotebookNode) -> list[str]:
+    return [line for o in _outputs(executed) if o.get("output_type") == "stream" for line in o["text"].splitlines()]
+
+
+def test_progress_bars_leave_one_line_each_in_executed_copy(tmp_path: Path, isolated_dirs: dict[str, Path]) -> None:
+    folder = tmp_path / "nbs"
+    folder.mkdir()
+    _write_notebook(folder / "bars.ipynb", [
+        "from emotools.progress import tqdm\n"
+        "for _ in tqdm(range(300), desc='outer', mininterval=0):\n"
+        "    for _ in tqdm(range(3), desc='inner', leave=False, mininterval=0):\n"
+        "        pass\n"
+        "with tqdm(total=50, desc='manual', mininterval=0) as bar:\n"
+        "    for _ in range(50):\n"
+        "        bar.update()",
+    ])
+    [out] = notebooks.run_all(folder=folder)
+    lines = [line.lstrip("\r") for line in _stream_lines(nbformat.read(out, as_version=4))]
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("outer: 100%") and "300/300" in lines[0]
+    assert lines[1].startswith("manual: 100%") and "50/50" in lines[1]
+
+
+def test_figures_are_shown_inline_once_per_savefig(tmp_path: Path, isolated_dirs: dict[str, Path]) -> None:
+    folder = tmp_path / "nbs"
+    folder.mkdir()
+    _write_notebook(folder / "figs.ipynb", [
+        "import matplotlib.pyplot as plt\nfrom emotools import plots",
+        "fig, ax = plt.subplots(figsize=(4, 3))\nax.plot([0, 1], [1, 0])\n"
+        "plots.savefig(fig, 'line', notebook='figs_test')",
+        "for k in range(2):\n    fig, ax = plt.subplots(figsize=(2, 2))\n    ax.bar([0], [k])\n"
+        "    plots.savefig(fig, f'bar{k}', notebook='figs_test', formats=('pdf',))\n    plt.close(fig)",
+        "import matplotlib\nprint(matplotlib.get_backend())",
+    ])
+    [out] = notebooks.run_all(folder=folder)
+    cells = nbformat.read(out, as_version=4).cells
+    per_cell = [sum("image/png" in o.get("data", {}) for o in c.get("outputs", [])) for c in cells]
+    assert per_cell[2:4] == [1, 2], per_cell
+    assert cells[2].outputs[-1]["data"]["text/plain"] == (
+        "saved $EMOTOOLS_FIGURES_DIR/figs_test/line.png, $EMOTOOLS_FIGURES_DIR/figs_test/line.pdf")
+    assert "inline" in cells[4].outputs[0]["text"], "the runner replaced the kernel's inline backend"
+    assert (isolated_dirs["figures"] / "figs_test" / "line.png").is_file()
+    assert (isolated_dirs["figures"] / "figs_test" / "bar1.pdf").is_file()
+
+
+@pytest.fixture()
+def empty_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A results folder of its own, so a test can see that nothing was written into it."""
+    folder = tmp_path / "results"
+    monkeypatch.setenv("EMOTOOLS_RESULTS_DIR", str(folder))
+    return folder
+
+
+@pytest.mark.parametrize(("notebook", "parameters", "message"), [
+    ("00_metrics", {"seed": "three"}, "'seed' expects int, got str"),
+    ("00_metrics", {"smoke": 1}, "'smoke' expects bool"),
+    ("00_metrics", {"duration_s": -60.0}, "'duration_s' must be > 0, got -60.0"),
+    ("01_ground_truth", {"jobs": -1}, "'jobs' must be >= 0, got -1"),
+    ("01_ground_truth", {"seeds": [0, -2]}, r"'seeds' must be >= 0, got \[0, -2\]"),
+])
+def test_bad_parameter_fails_before_any_kernel_starts(notebook: str, parameters: dict, message: str,
+                                                      empty_results: Path) -> None:
+    with pytest.raises(notebooks.ParameterError, match=message):
+        notebooks.run_all([notebook], parameters=parameters)
+    assert not empty_results.exists(), "the runner wrote results before refusing the parameters"
+
+
+def test_ranges_are_read_from_the_end_of_help_comments(tmp_path: Path) -> None:
+    assert notebooks.parse_range("worker processes (0: all cores) [>= 0]") == ((">=", 0.0),)
+    assert notebooks.parse_range("a share [> 0, <= 1]") == ((">", 0.0), ("<=", 1.0))
+    assert notebooks.parse_range("knob values ([]: default config)") == ()
+    assert notebooks.parse_range("offset [>= -1.5e3] in seconds") == ()  # not at the end: plain help text
+    declared = notebooks.notebook_parameters(paths.NOTEBOOKS_DIR / "01_ground_truth.ipynb")
+    assert declared["jobs"].bounds == ((">=", 0.0),) and declared["corpus_size"].bounds == ()
+    assert declared["jobs"].in_range(0) and not declared["jobs"].in_range(-1)
+    path = tmp_path / "x.ipynb"
+    _write_notebook(path, [], params="share: float = 1.5  # a share [> 0, <= 1]")
+    with pytest.raises(notebooks.NotebookError, match="'share' default 1.5 is outside its declared range"):
+        notebooks.notebook_parameters(str(path))
+
+
+def test_first_cell_refuses_inconsistent_parameters(isolated_dirs: dict[str, Path]) -> None:
+    with pytest.raises(notebooks.NotebookError, match="lag_s=90 must be at least one frame .* shorter than"):
+        notebooks.run_all(["00_metrics"], smoke=True, parameters={"lag_s": 90.0})
 
 
 def test_command_line_values_are_converted_by_declared_type() -> None:
@@ -58,13 +158,47 @@ def test_command_line_values_are_converted_by_declared_type() -> None:
         notebooks.check_parameters(nb, {"sead": "3"}, from_text=True)
 
 
-def test_cli_reports_bad_parameter_with_nonzero_exit(isolated_dirs: dict[str, Path]) -> None:
+@pytest.mark.parametrize(("value", "message"), [("abc", "parameter 'seed' expects int, got str 'abc'"),
+                                              ("-1", "parameter 'seed' must be >= 0, got -1")])
+def test_cli_reports_bad_parameter_with_nonzero_exit(value: str, message: str, empty_results: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "emotools", "run", "--only", "00_metrics", "-p", "seed", "abc"],
-        capture_output=True, text=True, cwd=paths.PROJECT_ROOT,
+        [sys.executable, "-m", "emotools", "run", "--only", "00_metrics", "-p", "seed", value],
+        capture_output=True, text=True, cwd=paths.PROJECT_ROOT, timeout=120,
     )
     assert result.returncode == 1
-    assert "parameter 'seed' expects int" in result.stderr
+    assert result.stderr.strip() == f"error: 00_metrics.ipynb: {message}"
+    assert not empty_results.exists()
+
+
+def test_ctrl_c_ends_with_one_line_naming_the_notebook(tmp_path: Path, empty_results: Path) -> None:
+    folder = tmp_path / "nbs"
+    folder.mkdir()
+    _write_notebook(folder / "slow.ipynb", ["import time", "time.sleep(120)", "x = 1"])
+    runtime = tmp_path / "tmp"  # where the kernel's connection file and IPC sockets live
+    runtime.mkdir()
+    process = subprocess.Popen([sys.executable, "-m", "emotools", "run", "--folder", str(folder)],
+                               stderr=subprocess.PIPE, stdout=subprocess.PIPE, cwd=paths.PROJECT_ROOT,
+                               env=os.environ | {"TMPDIR": str(runtime)})
+    seen = b""
+    try:
+        while b"cell 3/" not in seen:  # the sleeping cell has started
+            chunk = process.stderr.read1(4096)
+            assert chunk, f"the run ended before the sleeping cell: {seen!r}"
+            seen += chunk
+        process.send_signal(signal.SIGINT)
+        stdout, rest = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    stderr = (seen + rest).decode()
+    lines = [line for line in stderr.splitlines() if line.strip() and "slow: cell" not in line]
+    assert process.returncode == 130
+    assert len(lines) == 1, stderr
+    assert re.fullmatch(r"interrupted: slow\.ipynb in cell 3 of 4 after \d+ s "
+                        r"\(partial copy: \$EMOTOOLS_RESULTS_DIR/notebooks/slow\.ipynb\)", lines[0]), lines[0]
+    assert "Traceback" not in stderr and "without encryption" not in stderr
+    assert not list(runtime.iterdir()), "the kernel's connection file or sockets were left behind"
+    log = json.loads((empty_results / "notebooks" / "run_log.json").read_text())
+    assert [e["status"] for e in log] == ["interrupted"]
 
 
 def test_unknown_notebook_is_named() -> None:
@@ -72,9 +206,9 @@ def test_unknown_notebook_is_named() -> None:
         notebooks.select_notebooks(["nope"])
 
 
-def _write_notebook(path: Path, cells: list[str]) -> None:
+def _write_notebook(path: Path, cells: list[str], *, params: str = "smoke: bool = False  # tiny configuration") -> None:
     nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell("smoke: bool = False  # tiny configuration")
+    params = nbformat.v4.new_code_cell(params)
     params.metadata["tags"] = ["parameters"]
     nb.cells = [params] + [nbformat.v4.new_code_cell(c) for c in cells]
     nbformat.write(nb, path)

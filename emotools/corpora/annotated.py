@@ -4,7 +4,7 @@ RECOLA, SEWA and similar corpora are converted into this layout (recipe in
 the README)::
 
     <root>/metadata.csv                  recording, speaker[, split][, any extra column]
-    <root>/audio/<recording>.wav         (.flac, .ogg and .m4a are read too)
+    <root>/audio/<recording>.wav         (.flac, .ogg, .opus and .m4a are read too)
     <root>/annotations/<recording>.csv   time, arousal, valence[, arousal_r1, valence_r1, ...][, extras]
 
 Annotation files hold one row per label frame on a fixed grid: ``time`` in
@@ -27,6 +27,7 @@ import pandas as pd
 
 from ..audio import AUDIO_SUFFIXES
 from .base import COLUMNS, CorpusError, Problems, finish, inside, probe
+from .csvfiles import check_separator, read_csv
 from .splits import SPLITS
 
 __all__ = [
@@ -138,16 +139,14 @@ def read_annotation(path: str | os.PathLike) -> pd.DataFrame:
         ``attrs["rate_hz"]`` is the frame rate, ``attrs["path"]`` the file.
 
     Raises:
-        AnnotationError: missing or unreadable file, or any problem listed in
-            :func:`check_annotation`.
+        AnnotationError: missing or unreadable file (a ``;``- or tab-separated
+            file is named as such), or any problem listed in :func:`check_annotation`.
     """
     path = Path(path)
     if not path.is_file():
         raise AnnotationError(path, "annotation file does not exist")
-    try:
-        frame = pd.read_csv(path, skipinitialspace=True)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as error:
-        raise AnnotationError(path, f"not a readable CSV ({str(error).strip()})") from None
+    frame = read_csv(path, AnnotationError, skipinitialspace=True)
+    check_separator(path, frame, ANNOTATION_COLUMNS, AnnotationError)
     frame = check_annotation(frame, path)
     frame.attrs["path"] = str(path)
     return frame
@@ -180,11 +179,8 @@ def write_annotation(path: str | os.PathLike, frame: pd.DataFrame) -> Path:
 
 
 def _read_metadata(path: Path) -> pd.DataFrame:
-    try:
-        meta = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise CorpusError(path, f"not a readable CSV ({str(error).strip()})") from None
-    meta.columns = [str(c).strip() for c in meta.columns]
+    meta = read_csv(path, CorpusError, dtype=str, keep_default_na=False, skipinitialspace=True)
+    check_separator(path, meta, ("recording", "speaker"), CorpusError)
     missing = [c for c in ("recording", "speaker") if c not in meta.columns]
     if missing:
         raise CorpusError(path, f"missing column(s) {missing}; expected recording, speaker[, split]")

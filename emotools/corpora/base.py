@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
-from tqdm.auto import tqdm
+from ..progress import tqdm
 
 from ..audio import AudioError, AudioInfo, audio_info
 from .splits import SPLITS, assign_speaker_splits

@@ -37,7 +37,7 @@ def _read_transcripts(path: Path, speaker: str, chapter: str, problems: Problems
     """utterance id -> text; malformed lines are reported and skipped."""
     texts: dict[str, str] = {}
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()  # a byte order mark is not text
     except (OSError, UnicodeDecodeError) as error:
         problems.add(path, f"unreadable transcript file ({error})")
         return texts

@@ -22,7 +22,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+from ..progress import tqdm
 
 from ..audio import AudioError, read_audio, write_audio
 from .base import Problems, natural_key, summarize

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .csvfiles import check_separator, read_csv
+
 __all__ = [
     "SPLITS",
     "split_counts",
@@ -88,17 +90,22 @@ def _rank(speaker: str, seed: int) -> bytes:
     return hashlib.blake2b(f"{seed}\x00{speaker}".encode(), digest_size=16).digest()
 
 
+def _split_file_error(path: Path, reason: str) -> ValueError:
+    return ValueError(f"{path}: {reason}")
+
+
 def read_split_file(path: str | os.PathLike) -> dict[str, str]:
     """Read a ``speaker, split`` CSV into a mapping.
 
     Raises:
-        ValueError: missing columns, an unknown split name, or a speaker listed
+        ValueError: not parsable CSV (a ``;``- or tab-separated file is named as
+            such), missing columns, an unknown split name, or a speaker listed
             with two different splits (the message names the file and row).
         FileNotFoundError: the file does not exist.
     """
     path = Path(path)
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    frame.columns = [str(c).strip() for c in frame.columns]
+    frame = read_csv(path, _split_file_error, dtype=str, keep_default_na=False, skipinitialspace=True)
+    check_separator(path, frame, ("speaker", "split"), _split_file_error)
     missing = {"speaker", "split"} - set(frame.columns)
     if missing:
         raise ValueError(f"{path}: split file lacks column(s) {sorted(missing)}; expected 'speaker,split'")

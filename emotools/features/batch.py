@@ -5,20 +5,27 @@ file atomically. Workers write their own files (on Dask the store folder must
 be on a file system every worker sees) and return a small entry, so nothing
 big travels back to the client.
 
-Before submitting, the parent computes each recording's cache key and
-reuses a stored file whose key matches (from the previous index, or from the
-key inside the file when an interrupted run never wrote the index). Failures
-are never cached: a rerun tries them again.
+Before submitting, the parent computes each recording's cache key from the
+audio's content digest (kept in the store while the file is unchanged) and
+reuses a stored file whose key matches and whose bytes are intact (checked
+against the checksum in the previous index, or decoded completely when an
+interrupted run never wrote the index). Failures are never cached: a rerun
+tries them again.
+
+One extraction at a time per store: a second ``extract`` into the same folder
+waits for the first (an advisory lock on the folder) and then reuses its work.
 """
 
 from __future__ import annotations
 
+import ast
 import concurrent.futures as cf
 import contextlib
 import itertools
 import logging
 import multiprocessing
 import os
+import sys
 import threading
 import time
 import warnings
@@ -28,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from tqdm.auto import tqdm
+from ..progress import tqdm
 
 from emotools.audio import AudioError, SilentAudioWarning
 
@@ -40,15 +47,23 @@ from .store import (
     INDEX,
     STORE_VERSION,
     SUMMARY,
+    AudioDigests,
     FeatureStore,
     cache_key,
     entry_name,
-    read_entry,
-    remove_partials,
+    intact,
+    process_alive,
+    remove_stale_partials,
+    verified_entry,
     write_entry,
     write_json,
     write_table,
 )
+
+try:
+    import fcntl
+except ImportError:  # not on POSIX: no lock
+    fcntl = None
 
 __all__ = ["extract", "available_cores"]
 
@@ -69,6 +84,7 @@ class _Task:
     file: str
     root: str
     spec: FeatureSpec
+    key: str | None  # from the parent's content digest; None if the file could not be read then
 
 
 @dataclass(frozen=True)
@@ -89,21 +105,15 @@ def _extract_task(task: _Task) -> _Outcome:
 
 def _extract_one(task: _Task) -> _Outcome:
     try:
-        # The identity is taken before decoding: a file replaced meanwhile gets
-        # a key that no longer matches, so it is redone next run, never stale.
-        try:
-            key = cache_key(task.file, task.spec)
-        except OSError:
-            key = None  # extract_file names the problem (AudioMissingError, ...)
+        # The key comes from the digest taken before decoding: a file replaced
+        # meanwhile digests differently next run, so it is redone, never stale.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", SilentAudioWarning)  # a pause is data
-            frame = extract_file(task.file, task.spec)
-        if key is None:
-            key = cache_key(task.file, task.spec)
+            frame = extract_file(task.file, task.spec)  # names a missing or unreadable file
         entry = {
             "utterance": task.utterance,
             "file": task.file,
-            "key": key,
+            "key": task.key or cache_key(task.file, task.spec),
             "spec": task.spec.as_dict(),
             "rate_hz": task.spec.rate_hz,
             "frames": len(frame),
@@ -136,20 +146,6 @@ def _drain(submit: Callable[[_Task], cf.Future], tasks: Iterable[_Task], in_flig
                 pending[submit(following)] = following
 
 
-def _alive(pid: int) -> bool:
-    """Whether process ``pid`` still runs (a zombie, killed but not yet reaped, counts as gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
 def _follow(parent: int) -> None:
     """Worker initializer: exit as soon as the extracting process is gone.
 
@@ -159,7 +155,7 @@ def _follow(parent: int) -> None:
     """
 
     def watch() -> None:
-        while _alive(parent):
+        while process_alive(parent):
             time.sleep(0.5)
         os._exit(1)
 
@@ -205,6 +201,55 @@ class _ProcessPool:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _is_main_guard(node: ast.stmt) -> bool:
+    """``if __name__ == "__main__":`` (either operand order)."""
+    if not (isinstance(node, ast.If) and isinstance(node.test, ast.Compare) and len(node.test.ops) == 1
+            and isinstance(node.test.ops[0], ast.Eq)):
+        return False
+    operands = [node.test.left, *node.test.comparators]
+    return any(isinstance(o, ast.Name) and o.id == "__name__" for o in operands) and any(
+        isinstance(o, ast.Constant) and o.value == "__main__" for o in operands)
+
+
+def _unguarded_main_line() -> tuple[str, int] | None:
+    """(script, line) when this call comes from a script's top-level code outside ``if __name__ == "__main__":``.
+
+    Worker processes (fork server, spawn, Dask's nannies) import the main
+    script again; such a line would run again in each of them and every
+    worker would die while starting.
+    """
+    main = sys.modules.get("__main__")
+    script = getattr(main, "__file__", None)
+    if script is None:  # interactive, Jupyter, python -c: nothing is re-imported
+        return None
+    frame = sys._getframe(1)
+    while frame is not None and not (frame.f_code.co_name == "<module>" and frame.f_globals is vars(main)):
+        frame = frame.f_back
+    if frame is None:
+        return None
+    try:
+        tree = ast.parse(Path(script).read_text(), filename=script)
+    except (OSError, SyntaxError, ValueError):
+        return None
+    line = frame.f_lineno
+    for node in tree.body:
+        if node.lineno <= line <= (node.end_lineno or node.lineno):
+            return None if _is_main_guard(node) else (script, line)
+    return None
+
+
+def _refuse_unguarded_main(what: str) -> None:
+    """Raise a clear error instead of starting workers that would all die re-running the caller's script."""
+    found = _unguarded_main_line()
+    if found is not None:
+        script, line = found
+        raise RuntimeError(
+            f"{script}, line {line}: extract with {what} starts worker processes, which import this script "
+            f"again and would run this line again; put the script's top-level code under "
+            f"`if __name__ == \"__main__\":` (or pass jobs=1)"
+        )
+
+
 @contextlib.contextmanager
 def _executor(
     n_tasks: int, *, jobs: int | None, scheduler: str | None, dask_workers: int | None
@@ -218,6 +263,7 @@ def _executor(
                 client = stack.enter_context(Client(scheduler))
                 backend = f"dask {scheduler}"
             else:
+                _refuse_unguarded_main(f"dask_workers={dask_workers}")
                 cluster = stack.enter_context(
                     LocalCluster(n_workers=dask_workers, threads_per_worker=1, processes=True,
                                  dashboard_address=None, silence_logs=logging.ERROR)
@@ -232,6 +278,7 @@ def _executor(
     if workers == 1:
         yield None, 1, "in-process"
         return
+    _refuse_unguarded_main(f"jobs={workers}")
     pool = _ProcessPool(workers)
     try:
         yield pool.submit, workers, f"processes({workers})"
@@ -242,18 +289,73 @@ def _executor(
 # --------------------------------------------------------------------------- extraction
 
 
+@contextlib.contextmanager
+def _store_lock(root: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock on the store folder (waiting for another extraction to finish).
+
+    ``flock`` on the folder itself: nothing is written (read-only media work),
+    and the kernel releases it when the holder dies. Where the file system
+    refuses locks (some network mounts), the run goes on unlocked.
+    """
+    if fcntl is None:
+        yield
+        return
+    try:
+        descriptor = os.open(root, os.O_RDONLY)
+    except OSError:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.warning("%s: another extraction into this store is running; waiting for it", root)
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+        except OSError as error:
+            log.warning("%s: cannot lock the store (%s); going on unlocked", root, error)
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
+
+
+def _reusable(target: Path, key: str, known: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The stored entry of ``target`` if it holds intact features for ``key``, else None.
+
+    A file with the checksum the previous index recorded is what that index
+    says it is. Any other file (damaged, or written by a later, interrupted
+    run) must decode completely, with parquet's page CRCs, and match the
+    content digest stored inside it.
+    """
+    if not target.is_file():
+        return None
+    if known is not None and intact(target, known.get("checksum")):
+        return {name: known[name] for name in ENTRY_COLUMNS} if known.get("key") == key else None
+    stored = verified_entry(target)
+    if stored is None:
+        log.warning("%s: damaged or unreadable; extracting it again", target)
+        return None
+    return stored if stored.get("key") == key else None
+
+
+def _previous_index(root: Path) -> dict[str, dict[str, Any]]:
+    """The last index as utterance -> row; empty when missing or unreadable (which only costs re-checks)."""
+    if not (root / INDEX).is_file():
+        return {}
+    try:
+        return {row["utterance"]: row for row in pd.read_parquet(root / INDEX).to_dict("records")}
+    except Exception:
+        return {}
+
+
 def _plan(
-    table: pd.DataFrame, spec: FeatureSpec, root: Path
+    table: pd.DataFrame, spec: FeatureSpec, root: Path, digests: AudioDigests
 ) -> tuple[list[_Task], dict[str, dict[str, Any]], list[dict[str, str]]]:
     """Split the table into tasks, reusable entries and failures known up front."""
     failures = [
         {"file": str(problem.get("file", "")), "utterance": "", "reason": f"scan: {problem.get('reason', '')}"}
         for problem in table.attrs.get("problems", [])
     ]
-    previous: dict[str, dict[str, Any]] = {}
-    if (root / INDEX).is_file():
-        with contextlib.suppress(Exception):  # an unreadable index only costs re-checks
-            previous = {row["utterance"]: row for row in pd.read_parquet(root / INDEX).to_dict("records")}
+    previous = _previous_index(root)
     tasks: list[_Task] = []
     reused: dict[str, dict[str, Any]] = {}
     seen: set[str] = set()
@@ -263,20 +365,27 @@ def _plan(
             continue
         seen.add(utterance)
         try:
-            key = cache_key(file, spec)
+            key = cache_key(file, spec, digest=digests.digest(file))
         except OSError:
-            key = None
-        target = root / "features" / entry_name(utterance)
-        known = previous.get(utterance)
-        if key is not None and known is not None and known.get("key") == key and target.is_file():
-            reused[utterance] = {name: known[name] for name in ("key", "frames", "seconds", "rate_hz", "path")}
-            continue
-        stored = read_entry(target) if key is not None and target.is_file() else None
-        if stored is not None and stored.get("key") == key:
+            key = None  # the worker's extract_file names the problem (AudioMissingError, ...)
+        stored = None if key is None else _reusable(root / "features" / entry_name(utterance), key,
+                                                    previous.get(utterance))
+        if stored is not None:
             reused[utterance] = stored
-            continue
-        tasks.append(_Task(utterance=utterance, file=file, root=str(root), spec=spec))
+        else:
+            tasks.append(_Task(utterance=utterance, file=file, root=str(root), spec=spec, key=key))
     return tasks, reused, failures
+
+
+def _validate(table: pd.DataFrame, jobs: int | None, scheduler: str | None, dask_workers: int | None) -> None:
+    missing = {"file", "utterance"} - set(table.columns)
+    if missing:
+        raise ValueError(f"the corpus table lacks column(s) {sorted(missing)}; it has {list(table.columns)}")
+    if scheduler is not None and dask_workers is not None:
+        raise ValueError("give either scheduler (a running cluster) or dask_workers (a local one), not both")
+    for name, value in (("jobs", jobs), ("dask_workers", dask_workers)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 def extract(
@@ -291,6 +400,11 @@ def extract(
 ) -> FeatureStore:
     """Extract the features of every recording in a corpus table into a feature store.
 
+    Recordings whose audio content, spec and versions are unchanged and whose
+    stored file is intact are reused; damaged files are extracted again. A run
+    with nothing to change writes nothing (read-only media work). A second
+    extraction into the same folder waits for the first.
+
     Args:
         table: a corpus table (``emotools.corpora.scan``) with at least ``file``
             and ``utterance``; ``df.attrs["problems"]`` from the scan are
@@ -303,68 +417,79 @@ def extract(
         progress: show a tqdm bar over recordings with seconds of audio per second.
 
     Returns:
-        The :class:`FeatureStore` of ``out``.
+        The :class:`FeatureStore` of ``out``; its ``summary`` is this run's.
 
     Raises:
         ValueError: ``file`` or ``utterance`` columns missing, or both Dask options given.
+        RuntimeError: worker processes would re-run the calling script's
+            unguarded top-level code (no ``if __name__ == "__main__":``).
     """
     started = time.perf_counter()
-    missing = {"file", "utterance"} - set(table.columns)
-    if missing:
-        raise ValueError(f"the corpus table lacks column(s) {sorted(missing)}; it has {list(table.columns)}")
-    if scheduler is not None and dask_workers is not None:
-        raise ValueError("give either scheduler (a running cluster) or dask_workers (a local one), not both")
-    for name, value in (("jobs", jobs), ("dask_workers", dask_workers)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    _validate(table, jobs, scheduler, dask_workers)
     root = Path(out)
     (root / "features").mkdir(parents=True, exist_ok=True)
-    remove_partials(root)
-    tasks, entries, failures = _plan(table, spec, root)
-    reused = len(entries)
+    with _store_lock(root):
+        remove_stale_partials(root)
+        digests = AudioDigests(root)
+        tasks, entries, failures = _plan(table, spec, root, digests)
+        reused, known_failures = len(entries), len(failures)
+        run = _run(tasks, entries, failures, spec, jobs=jobs, scheduler=scheduler, dask_workers=dask_workers,
+                   progress=progress)
+        order = {utterance: k for k, utterance in enumerate(table["utterance"].astype(str))}
+        failures[known_failures:] = sorted(failures[known_failures:], key=lambda f: order[f["utterance"]])
+        rows = table.drop_duplicates("utterance").astype({"utterance": str})
+        rows = rows[rows["utterance"].isin(list(entries))].reset_index(drop=True)
+        stored = pd.DataFrame([entries[u] for u in rows["utterance"]], columns=ENTRY_COLUMNS)
+        index = pd.concat([rows.drop(columns=[c for c in ENTRY_COLUMNS if c in rows]), stored], axis=1)
+        changed = [write_table(root / INDEX, index),
+                   write_table(root / FAILURES, pd.DataFrame(failures, columns=FAILURE_COLUMNS)),
+                   digests.save()]
+        wall = time.perf_counter() - started
+        summary = {
+            "processed": run["processed"],
+            "reused": reused,
+            "failed": len(failures),
+            "audio_seconds": round(run["audio_seconds"], 3),
+            "reused_audio_seconds": round(sum(entries[u]["seconds"] for u in rows["utterance"])
+                                          - run["audio_seconds"], 3),
+            "wall_time_s": round(wall, 3),
+            "realtime_factor": round(run["audio_seconds"] / wall, 2) if wall > 0 else None,
+            "task_cpu_s": round(run["task_cpu"], 3),  # CPU time inside the tasks; / wall_time_s = cores kept busy
+            "audio_hashed": digests.hashed,  # audio files read to digest them (the rest: cached digests)
+            "backend": run["backend"],
+            "workers": run["workers"],
+            "spec": spec.as_dict(),
+            "opensmile": OPENSMILE_VERSION,
+            "store_version": STORE_VERSION,
+        }
+        if run["processed"] or any(changed) or not (root / SUMMARY).is_file():
+            write_json(root / SUMMARY, summary)
+    log.info("extracted %d, reused %d, failed %d -> %s", run["processed"], reused, len(failures), root)
+    return FeatureStore(root, run=summary)
 
-    audio_seconds = 0.0
-    task_cpu = 0.0
-    processed = 0
+
+def _run(
+    tasks: list[_Task], entries: dict[str, dict[str, Any]], failures: list[dict[str, str]], spec: FeatureSpec, *,
+    jobs: int | None, scheduler: str | None, dask_workers: int | None, progress: bool,
+) -> dict[str, Any]:
+    """Run the tasks, adding to ``entries`` and ``failures``; returns counts, seconds and the backend."""
+    started = time.perf_counter()
+    run: dict[str, Any] = {"processed": 0, "audio_seconds": 0.0, "task_cpu": 0.0}
     with _executor(len(tasks), jobs=jobs, scheduler=scheduler, dask_workers=dask_workers) as (submit, workers, backend):
+        run.update(backend=backend, workers=workers)
         outcomes = map(_extract_task, tasks) if submit is None else _drain(submit, tasks, 4 * workers)
         with tqdm(total=len(tasks), unit="rec", desc=f"extract {spec.slug}", disable=not progress) as bar:
             for outcome in outcomes:
-                task_cpu += outcome.cpu_s
+                run["task_cpu"] += outcome.cpu_s
                 if outcome.entry is not None:
                     entries[outcome.utterance] = outcome.entry
-                    audio_seconds += outcome.entry["seconds"]
-                    processed += 1
+                    run["audio_seconds"] += outcome.entry["seconds"]
+                    run["processed"] += 1
                 else:
                     failures.append({"file": outcome.file, "utterance": outcome.utterance, "reason": outcome.reason})
                     log.info("%s: %s", outcome.file, outcome.reason)
                 elapsed = time.perf_counter() - started
-                rate = f"{audio_seconds / max(elapsed, 1e-9):.1f} s audio/s"
+                rate = f"{run['audio_seconds'] / max(elapsed, 1e-9):.1f} s audio/s"
                 bar.set_postfix_str(rate + (f", {len(failures)} failed" if failures else ""), refresh=False)
                 bar.update(1)
-
-    rows = table.drop_duplicates("utterance").astype({"utterance": str})
-    rows = rows[rows["utterance"].isin(list(entries))].reset_index(drop=True)
-    stored = pd.DataFrame([entries[u] for u in rows["utterance"]], columns=ENTRY_COLUMNS)
-    index = pd.concat([rows.drop(columns=[c for c in ENTRY_COLUMNS if c in rows]), stored], axis=1)
-    write_table(root / INDEX, index)
-    write_table(root / FAILURES, pd.DataFrame(failures, columns=FAILURE_COLUMNS))
-    wall = time.perf_counter() - started
-    summary = {
-        "processed": processed,
-        "reused": reused,
-        "failed": len(failures),
-        "audio_seconds": round(audio_seconds, 3),
-        "reused_audio_seconds": round(sum(entries[u]["seconds"] for u in rows["utterance"]) - audio_seconds, 3),
-        "wall_time_s": round(wall, 3),
-        "realtime_factor": round(audio_seconds / wall, 2) if wall > 0 else None,
-        "task_cpu_s": round(task_cpu, 3),  # CPU time inside the tasks; / wall_time_s = cores kept busy
-        "backend": backend,
-        "workers": workers,
-        "spec": spec.as_dict(),
-        "opensmile": OPENSMILE_VERSION,
-        "store_version": STORE_VERSION,
-    }
-    write_json(root / SUMMARY, summary)
-    log.info("extracted %d, reused %d, failed %d -> %s", processed, reused, len(failures), root)
-    return FeatureStore(root)
+    return run

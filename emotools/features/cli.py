@@ -19,7 +19,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m emotools extract",
         description="Extract openSMILE features of a corpus into a feature store "
         "(one parquet file per recording, index.parquet, failures.csv, summary.json). "
-        "Finished recordings are reused on a rerun; an interrupted run resumes.",
+        "Finished recordings are reused on a rerun; an interrupted run resumes. "
+        "Exit status 1 when every recording failed.",
     )
     parser.add_argument("root", type=Path, help="corpus folder")
     parser.add_argument("--corpus", required=True, metavar="KEY", help="corpus layout known to emotools.corpora")
@@ -42,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cli(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m emotools extract``; returns the exit status."""
+    """Entry point of ``python -m emotools extract``; returns the exit status (1 when no recording could be stored)."""
     parser = _parser()
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     for name in ("jobs", "dask_workers"):
@@ -56,6 +57,7 @@ def cli(argv: Sequence[str] | None = None) -> int:
     from emotools import corpora
 
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger(extract.__module__).setLevel(logging.WARNING)  # waiting for a lock, damaged files redone
     try:
         table = corpora.scan(args.corpus, args.root, progress=not args.no_progress)
     except (corpora.CorpusError, ValueError, OSError) as error:
@@ -65,9 +67,13 @@ def cli(argv: Sequence[str] | None = None) -> int:
     store = extract(table, spec, out=out, jobs=args.jobs, scheduler=args.scheduler,
                     dask_workers=args.dask_workers, progress=not args.no_progress)
     s = store.summary
+    failures = store.root / "failures.csv"
     print(
         f"{s['processed']} extracted, {s['reused']} reused from cache, {s['failed']} failed"
-        f"{' (see ' + str(store.root / 'failures.csv') + ')' if s['failed'] else ''}; "
+        f"{f' (see {failures})' if s['failed'] else ''}; "
         f"{s['audio_seconds']:.1f} s of audio in {s['wall_time_s']:.1f} s on {s['backend']} -> {store.root}"
     )
+    if s["failed"] and not len(store):
+        print(f"error: every recording failed; the reasons are in {failures}", file=sys.stderr)
+        return 1
     return 0
