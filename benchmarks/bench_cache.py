@@ -112,7 +112,7 @@ def make_store(store: Path, files: int, seconds: float) -> None:
         frame = pd.DataFrame(rng.standard_normal((frames, len(names))).astype(np.float32), columns=names)
         frame.insert(0, "end", 0.1 * np.arange(frames) + 1.0)
         frame.insert(0, "start", 0.1 * np.arange(frames))
-        entry = {"utterance": f"u{k:05d}", "file": f"{k:05d}.wav", "key": f"{k:032x}", "spec": spec.as_dict(),
+        entry = {"utterance": f"u{k:05d}", "file": f"{k:05d}.wav", "key": f"{k:032x}", "spec": spec.to_dict(),
                  "rate_hz": 10.0, "frames": frames, "seconds": seconds}
         entries.append(write_entry(store, entry, frame))
     index = pd.DataFrame(entries)[["utterance", "path", "key", "checksum", "frames", "seconds", "rate_hz"]]
@@ -148,7 +148,9 @@ def bench_features(store: Path, repeats: int) -> dict[str, object]:
 def bench_algorithms(repeats: int) -> dict[str, float]:
     """MB/s of each hash over 64 MiB in memory, 1 MiB at a time."""
     data = memoryview(os.urandom(64 << 20))
-    candidates: dict[str, Callable[[], object]] = {name: getattr(hashlib, name) for name in ("sha256", "blake2b", "sha1")}
+    candidates: dict[str, Callable[[], object]] = {
+        name: getattr(hashlib, name) for name in ("sha256", "blake2b", "sha1")
+    }
     try:
         import xxhash
 

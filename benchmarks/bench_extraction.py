@@ -40,8 +40,8 @@ import sys
 import tempfile
 import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import opensmile
@@ -49,8 +49,7 @@ import pandas as pd
 
 from emotools import paths
 from emotools.audio import audio_info, read_audio, write_audio
-from emotools.features import SAMPLE_RATE, FeatureSpec, available_cores, extract, extract_signal
-from emotools.features.smile import _engine_for
+from emotools.features import SAMPLE_RATE, FeatureSpec, available_cores, extract, extract_signal, smile_for
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_extraction.json"
 BINARY_WHEEL = "opensmile==2.4.2"
@@ -86,7 +85,7 @@ def speech_files(minutes: float) -> list[Path]:
     for i, path in enumerate(files):
         if not path.is_file():
             session = synth.render_session(i % speakers, i // speakers, minutes=SEGMENT_MINUTES, seed=0)
-            write_audio(path, session.audio, synth.SR)
+            write_audio(path, session.audio, SAMPLE_RATE)
     return files
 
 
@@ -111,15 +110,16 @@ def smilextract() -> tuple[Path, str]:
 
 def binary_command(binary: Path, spec: FeatureSpec, wav: Path, csv: Path) -> list[str]:
     """SMILExtract on one file with the same config and options the wrapper uses."""
-    engine = _engine_for(spec)
-    shared = Path(engine.options["source"]).parent  # the opensmile package's config/shared
+    smile = smile_for(spec)
+    shared = Path(smile.default_config_root) / "shared"  # the opensmile package's config/shared
     sink = "-lld_csv_output" if spec.level.value == "lld" else "-func_csv_output"
     return [
-        str(binary), "-C", engine.config, "-l", "0",
+        str(binary), "-C", smile.config_path, "-l", "0",
         "-source", str(shared / "standard_wave_input.conf.inc"),
         "-sink", str(shared / "standard_data_output_no_lld_de.conf.inc"),
-        "-bufferModeRbConf", engine.options["bufferModeRbConf"],
-        "-frameModeFunctionalsConf", engine.options["frameModeFunctionalsConf"],
+        "-bufferModeRbConf", str(shared / "BufferModeRb.conf.inc"),
+        "-frameModeFunctionalsConf",
+        smile.options.get("frameModeFunctionalsConf", str(shared / "FrameModeFunctionals.conf.inc")),
         "-I", str(wav), sink, str(csv),
     ]
 
@@ -132,12 +132,12 @@ def wrapper_vs_binary(files: list[Path], seconds: float, binary: Path, repeats: 
         csv_dir = scratch / f"csv-{spec.slug}"
         csv_dir.mkdir()
 
-        def run_binary() -> None:
+        def run_binary(spec: FeatureSpec = spec, csv_dir: Path = csv_dir) -> None:
             for wav in files:
                 subprocess.run(binary_command(binary, spec, wav, csv_dir / f"{wav.stem}.csv"), check=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-        def run_wrapper() -> None:
+        def run_wrapper(spec: FeatureSpec = spec) -> None:
             out = scratch / f"store-{spec.slug}"
             shutil.rmtree(out, ignore_errors=True)
             extract(table, spec, out=out, jobs=1, progress=False)
@@ -174,9 +174,9 @@ def one_pass_vs_per_window(path: Path, repeats: int) -> list[dict]:
     for window in (1.0, 4.0):
         spec = FeatureSpec(level="windowed", window=window, hop=0.1)
         frames = extract_signal(signal, SAMPLE_RATE, spec)
-        one_pass = interleaved(repeats, {"one": lambda: extract_signal(signal, SAMPLE_RATE, spec)})["one"]
+        one_pass = interleaved(repeats, {"one": lambda spec=spec: extract_signal(signal, SAMPLE_RATE, spec)})["one"]
 
-        def per_window() -> None:
+        def per_window(frames: pd.DataFrame = frames) -> None:
             for start, end in zip(frames["start"], frames["end"]):
                 snippet = signal[round(start * SAMPLE_RATE): round((end + 0.04) * SAMPLE_RATE)]
                 smile.process_signal(snippet, SAMPLE_RATE)
@@ -240,8 +240,10 @@ def main(argv: list[str] | None = None) -> int:
         scratch = Path(tmp)
         result = {
             "benchmark": "bench_extraction",
-            "audio": {"files": len(files), "seconds": round(seconds, 2), "source": "emotools.synth (eSpeak NG), 16 kHz"},
-            "machine": {"cores": available_cores(), "platform": platform.platform(), "python": platform.python_version(),
+            "audio": {"files": len(files), "seconds": round(seconds, 2),
+                      "source": "emotools.synth (eSpeak NG), 16 kHz"},
+            "machine": {"cores": available_cores(), "platform": platform.platform(),
+                        "python": platform.python_version(),
                         "load_average_before": [round(x, 2) for x in load_before]},
             "versions": {"opensmile": opensmile.__version__, "SMILExtract": binary_version},
             "repeats": args.repeats,

@@ -9,17 +9,20 @@ Per architecture (default sizes, 88 eGeMAPS features, 2 targets):
 * inference time and peak memory at T = 1k, 4k, 16k, 36k frames (36k
   frames = 1 hour at 10 Hz), batch 1, ``torch.inference_mode``.
 
-Memory method: every (architecture, T) runs in a fresh subprocess. The
-process builds the model, makes the input and runs a warm-up pass on the
-first 1000 frames; then ``ru_maxrss`` (the kernel's high-water mark of
-the resident set) is read before and after one full-length pass. The
-difference is the extra memory the pass needed; the absolute peak (which
-includes the ~0.3-0.5 GB of the Python + torch runtime) is reported too.
-``tracemalloc`` cannot see torch's C++ allocations, so it is not used.
-CPU time (``time.process_time``, all threads) is recorded beside wall time.
-Time is the fastest of 3 passes (the first one included; the median is
-in the JSON too): the minimum is the estimate least disturbed by other
-processes on a shared machine (the load average is recorded).
+Method: the study's one cost harness (:mod:`emotools.study.cost`). Each
+architecture is measured in a fresh Python process
+(:func:`~emotools.study.cost.run_isolated`, fixed glibc mmap threshold), the
+lengths in increasing order, each after a warm-up pass over the first 1000
+frames (:func:`~emotools.study.cost.model_inference`). Memory is
+:func:`~emotools.study.cost.peak_memory`'s: the process' peak resident set
+(``VmHWM``) is reset just before the pass, so the peak after it minus the
+resident set before it is the extra memory the pass needed
+(``peak_delta_bytes``); the absolute peak, which includes the ~0.3-0.5 GB of
+the Python + torch runtime, is ``peak_rss_bytes``. CPU time
+(``time.process_time``, all threads) is recorded beside wall time. Time is
+the fastest of 3 passes (the median and every pass are in the JSON too): the
+minimum is the estimate least disturbed by other processes on a shared
+machine (the load average is recorded).
 
 Usage::
 
@@ -35,9 +38,7 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -46,77 +47,61 @@ OUT = Path(__file__).resolve().parent / "results" / "bench_models.json"
 LENGTHS = (1000, 4000, 16000, 36000)
 N_FEATURES, N_TARGETS = 88, 2
 TARGET_SECONDS, TARGET_BYTES = 2.0, 1 << 30
+WARMUP_FRAMES = 1000
 
 
-def _maxrss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
-
-
-def worker_infer(name: str, T: int, threads: int, repeats: int) -> dict:
-    import torch
-
-    from emotools import models
-
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    model = models.build(name, N_FEATURES, N_TARGETS).eval()
-    x = torch.randn(1, T, N_FEATURES)
-    with torch.inference_mode():
-        model(x[:, : min(T, 1000)])  # warm-up: kernels, caches
-    before = _maxrss_bytes()
-    times, cpu = [], []
-    with torch.inference_mode():
-        for i in range(repeats):
-            t0, c0 = time.perf_counter(), time.process_time()
-            y = model(x)
-            times.append(time.perf_counter() - t0)
-            cpu.append(time.process_time() - c0)
-            if i == 0:
-                after = _maxrss_bytes()
-            del y
-    return {"model": name, "T": T, "seconds": min(times), "seconds_median": statistics.median(times), "seconds_all": times,
-            "cpu_seconds": min(cpu),
-            "peak_delta_bytes": after - before, "peak_rss_bytes": after}
-
-
-def worker_train(name: str, threads: int, steps: int = 10, warmup: int = 3) -> dict:
+def worker_train(job: dict) -> dict:
+    """Training step time of one architecture; runs in a :func:`emotools.study.cost.run_isolated` worker."""
     import torch
 
     from emotools import metrics, models
 
-    torch.set_num_threads(threads)
+    torch.set_num_threads(int(job["threads"]))
     torch.manual_seed(0)
-    model = models.build(name, N_FEATURES, N_TARGETS).train()
+    model = models.build(job["family"], N_FEATURES, N_TARGETS).train()
     optim = torch.optim.Adam(model.parameters(), lr=1e-3)
-    x, y = torch.randn(16, 300, N_FEATURES), torch.randn(16, 300, N_TARGETS)
+    x, y = torch.randn(16, 300, N_FEATURES), torch.randn(16, 300, N_TARGETS)  # (batch, time, features)
     lengths = torch.full((16,), 300)
     times, cpu = [], []
-    for i in range(warmup + steps):
+    for i in range(int(job["warmup"]) + int(job["steps"])):
         t0, c0 = time.perf_counter(), time.process_time()
-        loss = metrics.ccc_loss(model(x, lengths), y)
+        loss = metrics.ccc_loss(y, model(x, lengths))
         optim.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optim.step()
-        if i >= warmup:
+        if i >= int(job["warmup"]):
             times.append(time.perf_counter() - t0)
             cpu.append(time.process_time() - c0)
     rf = model.receptive_field
-    return {"model": name, "parameters": model.n_parameters, "receptive_field_frames": rf,
+    return {"parameters": model.n_parameters, "receptive_field_frames": rf,
             "receptive_field_s_at_10hz": None if rf is None else rf / 10.0,
             "train_step_seconds": min(times), "train_step_seconds_median": statistics.median(times),
             "train_step_cpu_seconds": min(cpu)}
 
 
-def _run_worker(args: list[str], timeout: float) -> dict:
-    cmd = [sys.executable, __file__, "--worker", *args]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timeout after {timeout:.0f} s"}
-    if proc.returncode != 0:
-        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+def _inference(row: dict) -> dict:
+    """The harness's inference row under this benchmark's names (``seconds``, ``peak_delta_bytes``, ...)."""
+    if "error" in row:
+        return {"error": row["error"]}
+    out = {"T": row["frames"], "seconds": row["infer_seconds"], "seconds_median": row["infer_seconds_median"],
+           "seconds_all": row["infer_seconds_all"], "cpu_seconds": row["infer_cpu_seconds"],
+           "peak_delta_bytes": row["infer_peak_bytes"], "peak_rss_bytes": row["infer_peak_rss_bytes"]}
+    return {**out, "memory_method": row["memory_method"], "loadavg": row.get("loadavg")}
+
+
+def measure(name: str, lengths: list[int], threads: int, repeats: int) -> dict:
+    """One architecture: a training-step process, then one inference process over every length."""
+    from emotools.study.cost import run_isolated
+
+    train = run_isolated(f"{Path(__file__).stem}:worker_train", [{"family": name, "threads": threads,
+                                                                    "warmup": 3, "steps": 10}],
+                         threads=threads, timeout=600)[0]
+    train.pop("loadavg", None)
+    jobs = [{"family": name, "frames": T, "n_features": N_FEATURES, "n_targets": N_TARGETS, "threads": threads,
+             "repeats": repeats, "warmup_frames": WARMUP_FRAMES} for T in lengths]
+    inference = run_isolated("emotools.study.cost:model_inference", jobs, threads=threads, timeout=900 * len(jobs))
+    return {"model": name, **train, "inference": {str(T): _inference(r) for T, r in zip(lengths, inference)}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,34 +113,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--merge", action="store_true",
                         help="replace only these models' rows in an existing --out file (re-measure a few)")
-    parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
-    if args.worker:
-        kind, name, *rest = args.worker
-        if kind == "infer":
-            result = worker_infer(name, int(rest[0]), args.threads, args.repeats)
-        else:
-            result = worker_train(name, args.threads)
-        print(json.dumps(result))
-        return 0
-
-    from tqdm.auto import tqdm
-
     from emotools import models
+    from emotools.progress import tqdm
+
+    # the harness's worker processes import this file's worker_train by module name
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).parent),
+                                                            os.environ.get("PYTHONPATH")]))
 
     names = args.models or list(models.MODELS)
     started = time.time()
     load_before = os.getloadavg()
     rows = []
     for name in tqdm(names, desc="models"):
-        row = _run_worker(["train", name, "--threads", str(args.threads)], timeout=600)
-        row.setdefault("model", name)
-        row["inference"] = {}
-        for T in args.lengths:
-            res = _run_worker(["infer", name, str(T), "--threads", str(args.threads), "--repeats", str(args.repeats)],
-                              timeout=900)
-            row["inference"][str(T)] = res
+        row = measure(name, sorted(args.lengths), args.threads, args.repeats)
         row["loadavg_1min"] = os.getloadavg()[0]
         longest = row["inference"].get(str(max(args.lengths)), {})
         if "seconds" in longest:
@@ -171,8 +143,9 @@ def main(argv: list[str] | None = None) -> int:
         "threads": args.threads,
         "lengths": args.lengths,
         "target": {"frames": 36000, "seconds": TARGET_SECONDS, "bytes": TARGET_BYTES},
-        "memory_method": "fresh subprocess per measurement; ru_maxrss after one full pass minus ru_maxrss after a "
-                         "1000-frame warm-up (peak_delta_bytes); peak_rss_bytes = absolute high-water mark",
+        "memory_method": "emotools.study.cost.peak_memory in a fresh run_isolated process per architecture: VmHWM "
+                         "reset before one full pass after a 1000-frame warm-up; peak_delta_bytes = VmHWM after "
+                         "minus VmRSS before, peak_rss_bytes = absolute high-water mark",
         "machine": {"python": platform.python_version(), "torch": torch.__version__, "cpu_count": os.cpu_count(),
                     "processor": platform.processor() or platform.machine(),
                     "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
@@ -189,8 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         result["models"] = rows
         result["wall_seconds"] += old.get("wall_seconds", 0.0)
         result["machine"]["loadavg_before"] = old["machine"]["loadavg_before"]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
+    from emotools.fileio import write_text
+
+    write_text(args.out, json.dumps(result, indent=2))
     print(f"wrote {args.out}")
     print(markdown_table(result))
     return 0
@@ -201,7 +175,8 @@ def _line(row: dict, lengths: list[int]) -> str:
              f"step={1000 * row.get('train_step_seconds', float('nan')):.0f}ms"]
     for T in lengths:
         r = row["inference"][str(T)]
-        parts.append(f"T={T}: " + (f"{r['seconds']:.3f}s {r['peak_delta_bytes'] / 2**20:.0f}MB" if "seconds" in r else r["error"]))
+        shown = f"{r['seconds']:.3f}s {r['peak_delta_bytes'] / 2**20:.0f}MB" if "seconds" in r else r["error"]
+        parts.append(f"T={T}: {shown}")
     return "  ".join(parts)
 
 

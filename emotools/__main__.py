@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 #: command -> (module, one-line help). Each module exposes ``cli(argv) -> int``.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -18,22 +18,29 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "samples": ("emotools.samples", "render tiny LibriSpeech / VoxCeleb1 / VoxCeleb2 samples in their real layouts"),
     "extract": ("emotools.features", "extract openSMILE features of a corpus into a feature store"),
     "predict": ("emotools.predict", "predict arousal and valence over time for audio files"),
+    "docs": ("emotools.docs", "fill the numbers in README.md and docs/ from the committed results files"),
 }
 
 
 def _run(argv: Sequence[str]) -> int:
     from . import notebooks, paths
+    from .errors import EmotoolsError
 
     parser = argparse.ArgumentParser(
         prog="python -m emotools run",
         description="Execute every notebook in notebooks/ with papermill (the main job).",
+        epilog="--smoke gives each notebook its smoke preset (declared in its metadata; --list prints it) and "
+               "-p overrides win over it: --smoke -p epochs 3 trains 3 epochs on the smoke corpus. Notebooks have "
+               "no smoke parameter; papermill alone runs the defaults (pass the preset's values with -p).",
     )
     parser.add_argument("--only", action="append", metavar="NAME", help="run only this notebook (repeatable)")
-    parser.add_argument("--smoke", action="store_true", help="tiny configuration (passes smoke=True)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny configuration: each notebook's smoke preset, under any -p overrides")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
                         help="override a notebook parameter (repeatable)")
     parser.add_argument("--list", action="store_true", help="list notebooks and their parameters, then exit")
     parser.add_argument("--folder", type=Path, metavar="DIR", help="run the notebooks of DIR instead of notebooks/")
+    parser.add_argument("--no-progress", action="store_true", help="no per-notebook cell progress on stderr")
     args = parser.parse_args(argv)
     try:
         if args.list:
@@ -41,16 +48,17 @@ def _run(argv: Sequence[str]) -> int:
                 print(nb.name)
                 for p in notebooks.notebook_parameters(nb).values():
                     print(f"  {p.name}: {p.type} = {p.default!r}  # {p.help}")
+                print(f"  smoke preset: {notebooks.smoke_preset(nb) or 'the defaults'}")
             return 0
         outputs = notebooks.run_all(args.only, smoke=args.smoke, parameters=notebooks.parse_overrides(args.parameter),
-                                    from_text=True, folder=args.folder)
+                                    from_text=True, folder=args.folder, progress=not args.no_progress)
     except notebooks.NotebookInterrupted as error:
         print(error, file=sys.stderr)
         return 130
     except KeyboardInterrupt:
         print("interrupted before any notebook started", file=sys.stderr)
         return 130
-    except notebooks.NotebookError as error:
+    except EmotoolsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     for out in outputs:
@@ -72,8 +80,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command not in COMMANDS:
         print(f"error: unknown command {command!r}; try: run, {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
+    from .errors import EmotoolsError
+
     module = importlib.import_module(COMMANDS[command][0])
-    return int(module.cli(rest) or 0)
+    try:
+        return int(module.cli(rest) or 0)
+    except EmotoolsError as error:  # every command's deliberate errors: one line, no traceback
+        print(f"error: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

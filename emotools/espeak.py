@@ -39,6 +39,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
+from .errors import EmotoolsError
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -58,21 +60,13 @@ _OK, _BAD_VOICE, _SYNTH_FAILED, _CRASHED = 0, 3, 4, 5
 _FRAME = struct.Struct("<iQ")  # status, payload length
 
 
-class EspeakError(Exception):
+class EspeakError(EmotoolsError):
     """eSpeak could not render an utterance; ``str(err)`` is ``"<what>: <reason>"``.
 
     Args:
         what: the utterance or voice concerned.
         reason: what went wrong, in words.
     """
-
-    def __init__(self, what: str, reason: str) -> None:
-        super().__init__(what, reason)
-        self.what = what
-        self.reason = reason
-
-    def __str__(self) -> str:
-        return f"{self.what}: {self.reason}"
 
 
 @dataclass(frozen=True)
@@ -309,7 +303,7 @@ def version() -> str:
     return _get_client().version
 
 
-def render(text: str, voice: str, prosody: Prosody = Prosody(), *, sr: int = 16000) -> np.ndarray:
+def render(text: str, voice: str, prosody: Prosody = Prosody(), *, sr: int | None = None) -> np.ndarray:
     """Speak ``text`` with a voice and prosody: float32 mono samples at ``sr``.
 
     Bit-exact: the same arguments give the same samples in every call and
@@ -320,7 +314,8 @@ def render(text: str, voice: str, prosody: Prosody = Prosody(), *, sr: int = 160
         voice: an eSpeak voice, optionally with a variant, e.g. ``"en-us+m3"``.
             eSpeak silently ignores unknown variants; callers should use known ones.
         prosody: rate, volume, pitch and range.
-        sr: output sample rate in Hz.
+        sr: output sample rate in Hz (None: :data:`emotools.audio.SAMPLE_RATE`; the
+            default is resolved at call time so that the zygote never imports the audio stack).
 
     Returns:
         A 1-D float32 ``np.ndarray`` in [-1, 1].
@@ -328,13 +323,14 @@ def render(text: str, voice: str, prosody: Prosody = Prosody(), *, sr: int = 160
     Raises:
         EspeakError: empty text, unknown voice, or a failed synthesis.
 
+    >>> from emotools.audio import SAMPLE_RATE
     >>> x = render("Hello.", "en-us+m3")
-    >>> x.dtype, 4000 < x.size < 16000  # about half a second at 16 kHz
+    >>> x.dtype, 0.25 < x.size / SAMPLE_RATE < 1.0  # about half a second
     (dtype('float32'), True)
     """
     import numpy as np
 
-    from .audio import resample
+    from .audio import SAMPLE_RATE, resample
 
     if not isinstance(text, str) or not text.strip():
         raise EspeakError(repr(text), "empty text")
@@ -349,7 +345,7 @@ def render(text: str, voice: str, prosody: Prosody = Prosody(), *, sr: int = 160
     if not pcm:
         raise EspeakError(repr(text), "eSpeak produced no samples")
     samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
-    return resample(samples, client.rate, int(sr))
+    return resample(samples, client.rate, SAMPLE_RATE if sr is None else int(sr))
 
 
 if __name__ == "__main__":

@@ -13,15 +13,25 @@ import hashlib
 import json
 import logging
 import os
+import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
-from . import metrics, paths, postprocess, training
+from . import metrics, parallel, paths, postprocess, training
+from .fileio import write_text
+from .labels import TARGETS
+from .metrics import CCCProtocol
+from .models import arch_order
 from .sequences import SequenceRecord
+from .training import FitOptions, TrainingError
+
+__all__ = ["RESULT_COLUMNS", "Mode", "FitOptions", "by_split", "score_rows", "per_speaker", "Cell", "GridResult",
+           "run_grid", "summary_table", "write_results", "write_summary"]
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +39,11 @@ Mode = Literal["joint", "separate"]
 
 #: Column order of the tidy results table.
 RESULT_COLUMNS = [
-    "dataset", "protocol", "architecture", "target", "mode", "seed", "split", "postprocess",
+    "dataset", "label_protocol", "architecture", "target", "mode", "seed", "split", "postprocess",
     "ccc", "ccc_protocol", "ccc_per_recording", "pearson", "mse", "rmse", "n_recordings", "n_frames",
 ]
 
-CCC_PROTOCOL = "concat"  # the `ccc` column: one CCC over all recordings concatenated (AVEC 2019 / MuSe)
+CCC_PROTOCOL = CCCProtocol.CONCAT.value  # the `ccc` column: one CCC over all recordings concatenated (AVEC 2019 / MuSe)
 
 
 def by_split(records: Iterable[SequenceRecord]) -> dict[str, list[SequenceRecord]]:
@@ -129,9 +139,7 @@ def _save_cell(folder: Path, cell: Cell) -> None:
     meta = {"architecture": cell.architecture, "mode": cell.mode, "seed": cell.seed, "targets": list(cell.targets),
             "rows": cell.rows, "postprocessor": cell.postprocessor, "model_paths": cell.model_paths,
             "seconds": cell.seconds}
-    tmp = folder / "cell.json.tmp"
-    tmp.write_text(json.dumps(meta, default=float))
-    tmp.replace(folder / "cell.json")  # written last: its presence marks the cell finished
+    write_text(folder / "cell.json", json.dumps(meta, default=float))  # written last: marks the cell finished
 
 
 def _load_cell(folder: Path) -> Cell | None:
@@ -147,9 +155,7 @@ def _load_cell(folder: Path) -> Cell | None:
 
 
 def _train_cell(arch: str, mode: Mode, seed: int, splits: dict[str, list[SequenceRecord]], targets: tuple[str, ...],
-                folder: Path, fit_options: dict[str, Any], use_postprocess: bool, progress: bool) -> Cell:
-    import time
-
+                folder: Path, fit_options: FitOptions, use_postprocess: bool, progress: bool) -> Cell:
     start = time.perf_counter()
     groups = [targets] if mode == "joint" else [(t,) for t in targets]
     dev_preds = [np.zeros((len(r), 0), np.float32) for r in splits["dev"]]
@@ -157,8 +163,8 @@ def _train_cell(arch: str, mode: Mode, seed: int, splits: dict[str, list[Sequenc
     histories, model_paths, label_stats = [], {}, {}
     for group in groups:
         sub = folder / "+".join(group)
-        trained = training.fit(arch, splits["train"], splits["dev"], targets=group, seed=seed,
-                               checkpoint_dir=sub, progress=progress, **fit_options)
+        trained = training.fit(arch, splits["train"], splits["dev"], fit_options.replace(targets=group, seed=seed),
+                               checkpoint_dir=sub, progress=progress)
         model_paths["+".join(group)] = str(sub / "model.pt")
         h = trained.history_frame.assign(group="+".join(group))
         histories.append(h)
@@ -198,77 +204,74 @@ def run_grid(
     records: Sequence[SequenceRecord],
     *,
     dataset: str,
-    protocol: str,
+    label_protocol: str,
     architectures: Sequence[str],
     modes: Sequence[Mode] = ("joint",),
     seeds: Sequence[int] = (0,),
-    targets: Sequence[str] = ("arousal", "valence"),
+    targets: Sequence[str] = TARGETS,
+    fit_options: FitOptions | None = None,
     postprocess_chain: bool = True,
     run_dir: str | os.PathLike | None = None,
     jobs: int | None = None,
     progress: bool = True,
-    **fit_options: Any,
 ) -> GridResult:
     """Train and score every (architecture, mode, seed) cell.
 
     Args:
         records: labelled records with ``split`` in train/dev/test.
         dataset: name for the results table (e.g. ``"ground_truth"``).
-        protocol: label protocol for the table (``"annotation"``, ``"seed"``, ``"proxy"``).
+        label_protocol: where the labels came from, for the table
+            (``"annotation"``, ``"seed"``, ``"proxy"``, ...).
         architectures: registered model names.
         modes: ``"joint"`` (one model for all targets) and/or ``"separate"``
             (one model per target, as the original project trained).
         seeds: training seeds.
         targets: label columns.
+        fit_options: how every cell trains (:class:`emotools.training.FitOptions`;
+            default ``FitOptions()``); its ``targets`` and ``seed`` are set per
+            cell from ``targets``, ``modes`` and ``seeds``.
         postprocess_chain: also score after the AVEC chain tuned on dev.
         run_dir: where checkpoints and finished cells are cached (default
-            ``results/checkpoints/<dataset>-<protocol>``).
+            ``results/checkpoints/<dataset>-<label_protocol>``).
         jobs: cells trained at once, each in its own process on one CPU
             thread (default: all cores). Results do not depend on it.
-        fit_options: passed to :func:`emotools.training.fit` (epochs, loss, ...).
 
     Returns:
         A :class:`GridResult`; ``results`` has :data:`RESULT_COLUMNS`.
     """
     from .progress import tqdm
 
+    fit_options = fit_options if fit_options is not None else FitOptions()
+    if not isinstance(fit_options, FitOptions):
+        raise TrainingError("fit_options", f"must be a FitOptions, got {type(fit_options).__name__}")
     splits = by_split(records)
     for name in ("train", "dev", "test"):
         if not splits[name]:
-            raise ValueError(f"{dataset}/{protocol}: no {name} records (splits: "
-                             f"{ {k: len(v) for k, v in splits.items()} })")
+            raise TrainingError(f"{dataset}/{label_protocol}", f"no {name} records (splits: "
+                                f"{ {k: len(v) for k, v in splits.items()} })")
     targets = tuple(targets)
-    run_dir = Path(run_dir) if run_dir is not None else paths.results_dir() / "checkpoints" / f"{dataset}-{protocol}"
-    key = _fingerprint(records, {"targets": targets, "post": postprocess_chain, **fit_options})
+    run_dir = (Path(run_dir) if run_dir is not None
+               else paths.results_dir() / "checkpoints" / f"{dataset}-{label_protocol}")
+    # seed and targets are the grid's, per cell: not part of the grid's key
+    key = _fingerprint(records, {**fit_options.to_dict(), "targets": targets, "seed": None, "post": postprocess_chain})
     plan = [(a, m, s) for m in modes for s in seeds for a in architectures]
     folders = {p: run_dir / key / f"{p[0]}-{p[1]}-seed{p[2]}" for p in plan}
     done = {p: c for p in plan if (c := _load_cell(folders[p])) is not None}
     todo = [p for p in plan if p not in done]
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo) or 1))
-    args = {p: (*p, splits, targets, folders[p], fit_options, postprocess_chain) for p in todo}
-    bar = tqdm(total=len(plan), initial=len(done), desc=f"{dataset}/{protocol}", unit="model", disable=not progress)
-    if jobs == 1:
-        for p in todo:
-            bar.set_postfix_str(f"{p[0]} {p[1]} seed {p[2]}")
-            done[p] = _train_cell_job(args[p])
-            bar.update()
-    else:
-        import concurrent.futures as cf
-        import multiprocessing as mp
-
-        # Fresh interpreters (spawn): forking a process that has used torch's
-        # thread pool can deadlock. Each cell is seeded, so the result does not
-        # depend on which worker trains it.
-        with cf.ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
-            futures = {pool.submit(_train_cell_job, args[p]): p for p in todo}
-            for future in cf.as_completed(futures):
-                p = futures[future]
-                done[p] = future.result()
-                bar.set_postfix_str(f"{p[0]} {p[1]} seed {p[2]} done")
-                bar.update()
+    tasks = [(*p, splits, targets, folders[p], fit_options, postprocess_chain) for p in todo]
+    bar = tqdm(total=len(plan), initial=len(done), desc=f"{dataset}/{label_protocol}", unit="model",
+               disable=not progress)
+    for task, cell, error in parallel.run_each(_train_cell_job, tasks, jobs=jobs):
+        if error is not None:
+            bar.close()
+            raise error
+        done[task[:3]] = cell
+        bar.set_postfix_str(f"{task[0]} {task[1]} seed {task[2]} done")
+        bar.update()
     bar.close()
     cells = [done[p] for p in plan]
-    rows = [{"dataset": dataset, "protocol": protocol, "architecture": c.architecture, "mode": c.mode,
+    rows = [{"dataset": dataset, "label_protocol": label_protocol, "architecture": c.architecture, "mode": c.mode,
              "seed": c.seed, **r} for c in cells for r in c.rows]
     results = pd.DataFrame(rows)[RESULT_COLUMNS]
     histories = pd.concat([c.history.assign(architecture=c.architecture, mode=c.mode, seed=c.seed) for c in cells],
@@ -281,9 +284,9 @@ def run_grid(
 
 def summary_table(results: pd.DataFrame, *, split: str = "test", postprocess: str = "none",
                   metrics_: Sequence[str] = ("ccc", "mse")) -> pd.DataFrame:
-    """Mean ± sd over seeds, one row per (dataset, protocol, mode, architecture), a column per target and metric."""
+    """Mean ± sd over seeds per (dataset, label_protocol, mode, architecture), a column per target and metric."""
     r = results[(results["split"] == split) & (results["postprocess"] == postprocess)]
-    keys = ["dataset", "protocol", "mode", "architecture", "target"]
+    keys = ["dataset", "label_protocol", "mode", "architecture", "target"]
     agg = r.groupby(keys)[list(metrics_)].agg(["mean", "std", "count"])
     out = {}
     for m in metrics_:
@@ -294,10 +297,8 @@ def summary_table(results: pd.DataFrame, *, split: str = "test", postprocess: st
     wide = table.pivot_table(index=keys[:-1], columns="target", values=list(metrics_), aggfunc="first")
     wide.columns = [f"{m} {t}" for m, t in wide.columns]
     wide = wide.reset_index()
-    from .plots import arch_order
-
     order = {a: i for i, a in enumerate(arch_order(wide["architecture"].unique()))}
-    return wide.sort_values(["dataset", "protocol", "mode", "architecture"],
+    return wide.sort_values(["dataset", "label_protocol", "mode", "architecture"],
                             key=lambda s: s.map(order) if s.name == "architecture" else s).reset_index(drop=True)
 
 
@@ -317,7 +318,7 @@ def write_results(results: pd.DataFrame, name: str, *, note: str = "") -> tuple[
             parts.append(f"## Test, {label}\n\nCCC: one CCC over all test recordings concatenated "
                          "(AVEC 2019 / MuSe); mean ± sd over seeds where there are several.\n")
             parts.append(summary_table(results, postprocess=post).to_markdown(index=False) + "\n")
-    md.write_text("\n".join(parts))
+    write_text(md, "\n".join(parts))
     return csv, md
 
 
@@ -339,5 +340,5 @@ def write_summary(names: Sequence[str] | None = None) -> Path:
             "(AVEC 2019 / MuSe). Mean ± sd over seeds where there are several.\n"]
     if frames:
         text.append(summary_table(pd.concat(frames, ignore_index=True)).to_markdown(index=False))
-    out.write_text("\n".join(text) + "\n")
+    write_text(out, "\n".join(text) + "\n")
     return out

@@ -22,11 +22,13 @@ This module imports nothing from the package.
 
 from __future__ import annotations
 
-from typing import Literal
+from enum import Enum
 
 import numpy as np
 
 __all__ = [
+    "CCCProtocol",
+    "CCC_PROTOCOL_NAMES",
     "ccc",
     "pearson",
     "mse",
@@ -128,23 +130,45 @@ def summarize(y_true: np.ndarray | list, y_pred: np.ndarray | list) -> dict[str,
     }
 
 
+# --------------------------------------------------------------------------- protocols
+
+
+class CCCProtocol(str, Enum):
+    """How CCC is computed over a set of recordings (or the sequences of a batch)."""
+
+    CONCAT = "concat"  #: one CCC over all frames concatenated (AVEC 2019 / MuSe)
+    PER_RECORDING = "per_recording"  #: CCC per recording, then the mean (AVEC 2018)
+
+
+#: Human-readable protocol names, for tables and figure labels.
+CCC_PROTOCOL_NAMES: dict[CCCProtocol, str] = {
+    CCCProtocol.CONCAT: "CCC of concatenated recordings (AVEC 2019 / MuSe)",
+    CCCProtocol.PER_RECORDING: "mean per-recording CCC (AVEC 2018)",
+}
+
+
+def _ccc_protocol(value: CCCProtocol | str) -> CCCProtocol:
+    try:
+        return CCCProtocol(value)
+    except ValueError:
+        raise ValueError(f"unknown ccc_protocol {value!r}: use 'concat' or 'per_recording'") from None
+
+
 # --------------------------------------------------------------------------- torch
 
-Reduction = Literal["sequence", "concat"]
 
-
-def ccc_torch(pred, target, mask=None, *, reduction: Reduction = "concat"):
+def ccc_torch(truth, pred, mask=None, *, ccc_protocol: CCCProtocol | str = CCCProtocol.CONCAT):
     """CCC per target dimension as a differentiable torch tensor.
 
     Args:
-        pred: ``(batch, time)`` or ``(batch, time, targets)``.
-        target: same shape as ``pred``.
+        truth: reference values, ``(batch, time)`` or ``(batch, time, targets)``.
+        pred: predictions, same shape as ``truth``.
         mask: optional boolean ``(batch, time)``, True = valid frame.
             Masked frames have no effect at all on the result.
-        reduction: ``"concat"``: one CCC over all valid frames of the batch
-            concatenated (AVEC 2019 / MuSe protocol), shape ``(targets,)``;
-            ``"sequence"``: one CCC per sequence, shape ``(batch, targets)``
-            (AVEC 2018 protocol when averaged).
+        ccc_protocol: ``"concat"``: one CCC over all valid frames of the
+            batch concatenated (AVEC 2019 / MuSe protocol), shape
+            ``(targets,)``; ``"per_recording"``: one CCC per sequence, shape
+            ``(batch, targets)`` (AVEC 2018 protocol when averaged).
 
     Returns:
         CCC values. Undefined CCC (zero denominator) is returned as 0 so that
@@ -152,8 +176,9 @@ def ccc_torch(pred, target, mask=None, *, reduction: Reduction = "concat"):
     """
     import torch
 
+    target = truth  # the reference, named as in the formulas below
     if pred.shape != target.shape:
-        raise ValueError(f"pred and target differ in shape: {tuple(pred.shape)} vs {tuple(target.shape)}")
+        raise ValueError(f"truth and pred differ in shape: {tuple(target.shape)} vs {tuple(pred.shape)}")
     if pred.dim() == 2:
         pred, target = pred.unsqueeze(-1), target.unsqueeze(-1)
     if pred.dim() != 3:
@@ -166,13 +191,12 @@ def ccc_torch(pred, target, mask=None, *, reduction: Reduction = "concat"):
     # Zero padded values so that NaN/inf in padding cannot leak through 0 * x.
     pred = torch.where(mask.unsqueeze(-1), pred, torch.zeros_like(pred))
     target = torch.where(mask.unsqueeze(-1), target, torch.zeros_like(target))
-    dims = (0, 1) if reduction == "concat" else (1,)
-    if reduction not in ("concat", "sequence"):
-        raise ValueError(f"unknown reduction {reduction!r}: use 'concat' or 'sequence'")
+    concat = _ccc_protocol(ccc_protocol) is CCCProtocol.CONCAT
+    dims = (0, 1) if concat else (1,)
     n = w.sum(dim=dims).clamp_min(1.0)
     mp = (pred * w).sum(dim=dims) / n
     mt = (target * w).sum(dim=dims) / n
-    if reduction == "concat":
+    if concat:
         dp, dt = (pred - mp) * w, (target - mt) * w
     else:
         dp, dt = (pred - mp.unsqueeze(1)) * w, (target - mt.unsqueeze(1)) * w
@@ -184,15 +208,16 @@ def ccc_torch(pred, target, mask=None, *, reduction: Reduction = "concat"):
     return 2.0 * cov / denominator.clamp_min(tiny)
 
 
-def ccc_loss(pred, target, mask=None, *, reduction: Reduction = "concat"):
+def ccc_loss(truth, pred, mask=None, *, ccc_protocol: CCCProtocol | str = CCCProtocol.CONCAT):
     """``1 - CCC``, averaged over target dimensions (and sequences).
 
     Args:
-        pred, target, mask: as :func:`ccc_torch`.
-        reduction: ``"concat"`` (CCC over all valid frames of the batch) or
-            ``"sequence"`` (CCC per sequence, then the mean over sequences).
+        truth, pred, mask: as :func:`ccc_torch`.
+        ccc_protocol: ``"concat"`` (CCC over all valid frames of the batch)
+            or ``"per_recording"`` (CCC per sequence, then the mean over
+            sequences).
 
     Returns:
         A scalar tensor in [0, 2].
     """
-    return 1.0 - ccc_torch(pred, target, mask, reduction=reduction).mean()
+    return 1.0 - ccc_torch(truth, pred, mask, ccc_protocol=ccc_protocol).mean()

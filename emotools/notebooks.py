@@ -3,7 +3,7 @@
 Each notebook's first code cell is tagged ``parameters`` and holds typed
 literal assignments with a help comment::
 
-    smoke: bool = False  # tiny configuration for tests
+    epochs: int = 40  # maximum epochs (early stopping on dev CCC) [>= 1]
 
 :func:`notebook_parameters` reads them with :mod:`ast` (never ``eval``), so
 overrides are type-checked *before* a kernel starts and a wrong type fails
@@ -13,6 +13,16 @@ of a list)::
 
     jobs: int = 0  # worker processes (0: all cores) [>= 0]
     share: float = 0.5  # fraction of the data [> 0, <= 1]
+
+Smoke runs: a notebook declares its tiny configuration as a *smoke preset*,
+parameter values in its metadata (``"emotools": {"smoke": {"epochs": 2}}``,
+see :func:`smoke_preset`). ``python -m emotools run --smoke`` (or
+``run_all(smoke=True)``) passes each notebook its preset, and explicit
+``-p KEY VALUE`` overrides win over it: ``--smoke -p epochs 3`` trains 3
+epochs on the smoke corpus. There is no ``smoke`` parameter: a notebook
+never overrides its own parameters. Run by ``papermill`` alone, a notebook
+gets its defaults; give the preset's values with ``-p`` (``python -m emotools
+run --list`` prints every notebook's preset).
 """
 
 from __future__ import annotations
@@ -28,18 +38,21 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 from . import paths
+from .errors import EmotoolsError
+from .fileio import write_text
 from .progress import BATCH_ENV
 
 KERNEL_NAME = "emotools-python3"
 
 
-class NotebookError(RuntimeError):
-    """A notebook failed, or was asked to run with bad parameters."""
+class NotebookError(EmotoolsError, RuntimeError):
+    """A notebook failed, or was asked to run with bad parameters; ``(subject, reason)`` like every error."""
 
 
 class ParameterError(NotebookError):
@@ -108,7 +121,8 @@ def select_notebooks(only: Sequence[str] | None, folder: str | os.PathLike | Non
     unknown = [n for n in only if n not in by_name]
     if unknown:
         names = ", ".join(p.stem for p in available)
-        raise NotebookError(f"unknown notebook(s) {', '.join(unknown)}; available: {names}")
+        raise NotebookError(paths.shown(folder or paths.NOTEBOOKS_DIR),
+                            f"unknown notebook(s) {', '.join(unknown)}; available: {names}")
     chosen = {by_name[n] for n in only}
     return [p for p in available if p in chosen]
 
@@ -117,12 +131,12 @@ def _parameters_source(notebook: Path) -> str:
     try:
         nb = json.loads(notebook.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as error:
-        raise NotebookError(f"{notebook}: cannot read notebook ({error})") from error
+        raise NotebookError(notebook, f"cannot read notebook ({error})") from error
     for cell in nb.get("cells", []):
         if cell.get("cell_type") == "code" and "parameters" in cell.get("metadata", {}).get("tags", []):
             source = cell.get("source", "")
             return "".join(source) if isinstance(source, list) else source
-    raise NotebookError(f"{notebook}: no code cell tagged 'parameters'")
+    raise NotebookError(notebook, "no code cell tagged 'parameters'")
 
 
 def notebook_parameters(notebook: str | os.PathLike) -> dict[str, Parameter]:
@@ -137,24 +151,24 @@ def notebook_parameters(notebook: str | os.PathLike) -> dict[str, Parameter]:
     try:
         tree = ast.parse(source)
     except SyntaxError as error:
-        raise NotebookError(f"{notebook}: parameters cell is not valid Python ({error})") from error
+        raise NotebookError(notebook, f"parameters cell is not valid Python ({error})") from error
     declared: dict[str, Parameter] = {}
     for node in tree.body:
         if not isinstance(node, ast.AnnAssign) or not isinstance(node.target, ast.Name) or node.value is None:
             raise NotebookError(
-                f"{notebook}: parameters cell line {node.lineno}: only typed literal assignments "
+                notebook, f"parameters cell line {node.lineno}: only typed literal assignments "
                 "like `name: int = 3  # help` are allowed"
             )
         try:
             default = ast.literal_eval(node.value)
         except ValueError as error:
-            raise NotebookError(f"{notebook}: parameter {node.target.id!r} default is not a literal") from error
+            raise NotebookError(notebook, f"parameter {node.target.id!r} default is not a literal") from error
         line = lines[node.lineno - 1]
         comment = line.split("#", 1)[1].strip() if "#" in line else ""
         parameter = Parameter(node.target.id, ast.unparse(node.annotation), default, comment, parse_range(comment))
         if not parameter.in_range(default):
-            raise NotebookError(f"{notebook}: parameter {parameter.name!r} default {default!r} is outside its "
-                                f"declared range [{parameter.range_text()}]")
+            raise NotebookError(notebook, f"parameter {parameter.name!r} default {default!r} is outside its "
+                                          f"declared range [{parameter.range_text()}]")
         declared[node.target.id] = parameter
     return declared
 
@@ -235,22 +249,51 @@ def check_parameters(notebook: str | os.PathLike, overrides: dict[str, Any], *, 
     for name, value in overrides.items():
         if name not in declared:
             known = ", ".join(declared)
-            raise ParameterError(f"{notebook.name}: unknown parameter {name!r} (declared: {known})")
+            raise ParameterError(notebook.name, f"unknown parameter {name!r} (declared: {known})")
         annotation = declared[name].type
         if from_text and isinstance(value, str):
             value = _from_text(value, annotation)
         if not _matches(value, annotation):
             raise ParameterError(
-                f"{notebook.name}: parameter {name!r} expects {annotation}, got {type(value).__name__} {value!r}"
+                notebook.name, f"parameter {name!r} expects {annotation}, got {type(value).__name__} {value!r}"
             )
         if not declared[name].in_range(value):
             raise ParameterError(
-                f"{notebook.name}: parameter {name!r} must be {declared[name].range_text()}, got {value!r}"
+                notebook.name, f"parameter {name!r} must be {declared[name].range_text()}, got {value!r}"
             )
         if annotation == "float" and isinstance(value, int):
             value = float(value)
         checked[name] = value
     return checked
+
+
+# ------------------------------------------------------------------ smoke presets
+
+#: Where a notebook declares its smoke preset: ``metadata["emotools"]["smoke"]``.
+SMOKE_METADATA = ("emotools", "smoke")
+
+
+def smoke_preset(notebook: str | os.PathLike) -> dict[str, Any]:
+    """The notebook's smoke preset: parameter values of a tiny configuration, checked like overrides.
+
+    Declared in the notebook's metadata (``{"emotools": {"smoke": {"epochs": 2,
+    ...}}}``; :data:`SMOKE_METADATA`), beside the parameters it sets; ``{}``
+    when the notebook declares none (its defaults are already small).
+
+    Raises:
+        NotebookError: unreadable notebook, or a preset that is not a mapping.
+        ParameterError: the preset names an undeclared parameter or a value of the wrong type or range.
+    """
+    notebook = Path(notebook)
+    try:
+        metadata = json.loads(notebook.read_text(encoding="utf-8")).get("metadata", {})
+    except (OSError, json.JSONDecodeError) as error:
+        raise NotebookError(notebook, f"cannot read notebook ({error})") from error
+    section, key = SMOKE_METADATA
+    preset = metadata.get(section, {}).get(key, {})
+    if not isinstance(preset, dict):
+        raise NotebookError(notebook, f"metadata {section}.{key} must map parameter names to values, got {preset!r}")
+    return check_parameters(notebook, preset)
 
 
 # ------------------------------------------------------------------------ kernel
@@ -380,7 +423,8 @@ def run_notebook(notebook: str | os.PathLike, parameters: dict[str, Any] | None 
     params = check_parameters(notebook, parameters or {}, from_text=from_text)
     output = executed_path(notebook)
     output.parent.mkdir(parents=True, exist_ok=True)
-    hooks = {"on_notebook_start": progress.on_notebook_start, "on_cell_start": progress.on_cell_start} if progress else {}
+    hooks = ({"on_notebook_start": progress.on_notebook_start, "on_cell_start": progress.on_cell_start}
+             if progress else {})
     try:
         with _environment(**{BATCH_ENV: "1"}):
             papermill.execute_notebook(
@@ -388,6 +432,7 @@ def run_notebook(notebook: str | os.PathLike, parameters: dict[str, Any] | None 
                 str(output),
                 parameters=params,
                 kernel_name=ensure_kernel(),
+                language="python",  # the kernel's, whatever the notebook's metadata says (or lacks)
                 cwd=str(paths.PROJECT_ROOT),
                 progress_bar=False,
                 log_output=False,
@@ -397,22 +442,23 @@ def run_notebook(notebook: str | os.PathLike, parameters: dict[str, Any] | None 
             )
     except PapermillExecutionError as error:
         raise NotebookError(
-            f"{notebook.name} failed in cell {error.cell_index} (execution count {error.exec_count}): "
-            f"{error.ename}: {error.evalue}\n  executed copy kept at {paths.shown(output)}"
+            f"{notebook.name} failed in cell {error.cell_index} (execution count {error.exec_count})",
+            f"{error.ename}: {error.evalue}\n  executed copy kept at {paths.shown(output)}",
         ) from error
     return output
 
 
-def _plan(notebooks: list[Path], overrides: dict[str, Any], from_text: bool) -> list[tuple[Path, dict[str, Any]]]:
-    """Each notebook with the overrides it declares, all checked before anything runs."""
+def _plan(notebooks: list[Path], overrides: dict[str, Any], from_text: bool, smoke: bool
+          ) -> list[tuple[Path, dict[str, Any]]]:
+    """Each notebook with its parameters (its smoke preset, then the overrides it declares), all checked first."""
     plan = []
     for nb in notebooks:
         declared = notebook_parameters(nb)
-        mine = {k: v for k, v in overrides.items() if k in declared}
-        plan.append((nb, check_parameters(nb, mine, from_text=from_text)))
-    unused = set(overrides) - {k for nb, _ in plan for k in notebook_parameters(nb)}
+        mine = check_parameters(nb, {k: v for k, v in overrides.items() if k in declared}, from_text=from_text)
+        plan.append((nb, (smoke_preset(nb) if smoke else {}) | mine))
+    unused = set(overrides) - {k for nb in notebooks for k in notebook_parameters(nb)}
     if unused:
-        raise ParameterError(f"parameter(s) {', '.join(sorted(unused))} declared by none of the selected notebooks")
+        raise ParameterError(f"parameter(s) {', '.join(sorted(unused))}", "declared by none of the selected notebooks")
     return plan
 
 
@@ -427,26 +473,25 @@ def run_all(
 ) -> list[Path]:
     """Run the selected notebooks in name order (the main job).
 
-    Parameter overrides apply to every notebook that declares them; ``smoke``
-    sets ``smoke=True``. All overrides are checked before anything runs.
-    A log of wall times goes to ``results/notebooks/run_log.json``; with
-    ``progress``, stderr shows ``[i/n] notebook: cell N/M  elapsed``.
+    Parameter overrides apply to every notebook that declares them. With
+    ``smoke`` each notebook runs with its smoke preset (:func:`smoke_preset`)
+    and the overrides on top: ``parameters={"epochs": 3}, smoke=True`` trains
+    3 epochs on the smoke corpus. All parameters are checked before anything
+    runs. A log of parameters and wall times goes to
+    ``results/notebooks/run_log.json``; with ``progress``, stderr shows
+    ``[i/n] notebook: cell N/M  elapsed``.
 
     Raises:
-        ParameterError: a bad override, before any kernel starts.
+        ParameterError: a bad override or preset, before any kernel starts.
         NotebookError: a notebook failed (the run stops there).
         NotebookInterrupted: Ctrl-C; names the notebook and the cell it was in.
     """
     notebooks = select_notebooks(only, folder)
     if not notebooks:
-        raise NotebookError("no notebooks to run")
-    overrides = dict(parameters or {})
-    if smoke:
-        overrides["smoke"] = True
-    plan = _plan(notebooks, overrides, from_text)
+        raise NotebookError(paths.shown(folder or paths.NOTEBOOKS_DIR), "no notebooks to run")
+    plan = _plan(notebooks, dict(parameters or {}), from_text, smoke)
 
     log_path = paths.results_dir() / "notebooks" / "run_log.json"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
     log: list[dict[str, Any]] = []
     outputs = []
     for i, (nb, params) in enumerate(plan, 1):
@@ -459,14 +504,14 @@ def run_all(
         except KeyboardInterrupt:
             status = "interrupted"
             raise NotebookInterrupted(
-                f"interrupted: {nb.name} in {bar.position} after {time.perf_counter() - start:.0f} s "
-                f"(partial copy: {paths.shown(executed_path(nb))})"
+                "interrupted", f"{nb.name} in {bar.position} after {time.perf_counter() - start:.0f} s "
+                               f"(partial copy: {paths.shown(executed_path(nb))})"
             ) from None
         finally:
             bar.close()
-            log.append({"notebook": nb.name, "parameters": params, "status": status,
+            log.append({"notebook": nb.name, "smoke": smoke, "parameters": params, "status": status,
                         "seconds": round(time.perf_counter() - start, 1)})
-            log_path.write_text(json.dumps(log, indent=1, default=str))
+            write_text(log_path, json.dumps(log, indent=1, default=str))
     return outputs
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing
-from typing import Any, Callable, Iterator, Sequence, TypeVar
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 __all__ = ["process_pool", "run_each"]
 

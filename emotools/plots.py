@@ -15,8 +15,9 @@ headless ``Agg``.
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Iterable
+from typing import Any
 
 import matplotlib
 
@@ -28,6 +29,8 @@ if matplotlib.rcParams._get_backend_or_none() is None and ipython_shell() is Non
 import matplotlib.pyplot as plt  # noqa: E402
 
 from . import paths  # noqa: E402
+from .fileio import atomic_write  # noqa: E402
+from .models import arch_order  # noqa: E402  (the registry's order; re-exported for notebooks)
 
 #: Display order and colour of every architecture known to the project
 #: (tab10 plus two extras); unknown names get a deterministic grey shade.
@@ -66,13 +69,6 @@ def arch_color(name: str) -> str:
 def arch_palette(names: Iterable[str]) -> dict[str, str]:
     """``{name: colour}`` for seaborn's ``palette=`` argument."""
     return {n: arch_color(n) for n in names}
-
-
-def arch_order(names: Iterable[str]) -> list[str]:
-    """Known architectures in their canonical order, then the rest sorted."""
-    names = set(names)
-    known = [n for n in ARCH_COLORS if n in names]
-    return known + sorted(names - set(known))
 
 
 def set_style(*, context: str = "talk") -> None:
@@ -140,7 +136,8 @@ def savefig(fig: plt.Figure, name: str, *, notebook: str, formats: tuple[str, ..
         path = folder / f"{name}.{fmt}"
         # PDFs embed a creation date by default; drop it so reruns are identical.
         metadata = {"CreationDate": None} if fmt == "pdf" else {"Software": None} if fmt == "png" else None
-        fig.savefig(path, bbox_inches="tight", metadata=metadata)
+        with atomic_write(path, mkdir=False) as temporary:  # a reader never sees half a figure
+            fig.savefig(temporary, format=fmt, bbox_inches="tight", metadata=metadata)
         written.append(path)
     if in_kernel():
         show_inline(fig, written)
@@ -267,6 +264,47 @@ def plot_metric_bars(results, *, metric: str = "ccc", x: str = "target", title: 
     return fig
 
 
+def plot_grid_history(grid, *, title: str) -> plt.Figure:
+    """:func:`plot_history` of a trained grid's dev loss (1 - CCC), one panel per ``mode · target group``.
+
+    Args:
+        grid: an :class:`emotools.experiments.GridResult` (its ``histories``).
+    """
+    history = grid.histories
+    return plot_history(history.assign(group=history["mode"] + " · " + history["group"]), metric="loss", title=title)
+
+
+def dataset_figures(grids: Mapping[str, Any], *, name: str, mode: str) -> Iterator[tuple[str, plt.Figure]]:
+    """The dataset notebooks' figures, ``(file stem, figure)`` one at a time.
+
+    Per label protocol: the dev loss per epoch (``validation_loss_<protocol>``)
+    and the first test session's trajectories per target
+    (``trajectory_<protocol>_<target>``); then test CCC and MSE per
+    architecture over protocol x target (``ccc_bars``, ``mse_bars``).
+
+    Args:
+        grids: ``{label protocol: GridResult}``.
+        name: the dataset's name in the titles.
+        mode: the training mode whose predictions are drawn.
+    """
+    import pandas as pd
+
+    for protocol, grid in grids.items():
+        yield f"validation_loss_{protocol}", plot_grid_history(
+            grid, title=f"{name}, {protocol} labels: dev loss (1 - CCC) per epoch")
+        rec, preds = grid.test_records[0], grid.predictions(mode=mode)
+        for k, target in enumerate(rec.target_names):
+            yield f"trajectory_{protocol}_{target}", plot_trajectories(
+                rec.time, rec.y[:, k], {a: p[0][:, k] for a, p in preds.items()}, target=target,
+                title=f"{name}, {protocol} labels, test session {rec.id}: {target}")
+    results = pd.concat([g.results for g in grids.values()], ignore_index=True)
+    test = results[(results["split"] == "test") & (results["postprocess"] == "none")]
+    test = test.assign(group=test["label_protocol"] + " · " + test["target"])
+    for metric in ("ccc", "mse"):
+        yield f"{metric}_bars", plot_metric_bars(
+            test, metric=metric, x="group", title=f"{name}: test {metric.upper()} per architecture and label protocol")
+
+
 # ---- long-context study
 # Figures of notebooks/long_context.ipynb and notebooks/poster.ipynb. Each
 # ``draw_*`` draws one panel on a given axis (so the poster can compose
@@ -298,7 +336,7 @@ def draw_context_curve(ax, curve, *, target: str, ceiling: float | None = None, 
     """Test CCC against context (s, log axis) for one target: a line per family, floor and ceiling as levels.
 
     Args:
-        curve: rows of ``emotools.context.context_curve`` for one lag.
+        curve: rows of ``emotools.study.context_curve`` for one lag.
         target: ``"arousal"`` or ``"valence"``.
         ceiling: the annotation ceiling (black line).
         floor_family: the frame-local family, drawn as a dashed level.
@@ -368,29 +406,29 @@ def draw_lag_curves(ax, curve, *, target: str, delay_curve=None, chain_curve=Non
             label = setting + ("" if not math.isfinite(ctx) or setting == family else f", {ctx:g} s")
             ax.plot(rows["lag_s"], rows["ccc"], color=arch_color(family), lw=2.2, marker=_MARKERS[i % len(_MARKERS)],
                     ms=8, ls=_LINESTYLES[i % len(_LINESTYLES)], label=label)
+            style = {"color": arch_color(family), "marker": _MARKERS[i % len(_MARKERS)]}
             if delay_curve is not None:
-                d = delay_curve[(delay_curve["target"] == target) & (delay_curve["setting"] == setting)]
-                d = d.sort_values("lag_s")
-                if len(d) > 1:
-                    ax.plot(d["lag_s"], d["ccc"], color=arch_color(family), lw=1.2, ls=":",
-                            marker=_MARKERS[i % len(_MARKERS)], ms=5, mfc="none",
-                            label=f"{setting} + delay compensation")
+                _lag_variant(ax, delay_curve, target=target, setting=setting, lw=1.2, ls=":", ms=5, mfc="none",
+                             label=f"{setting} + delay compensation", **style)
             if chain_curve is not None and family == chain_family:
-                c = chain_curve[(chain_curve["target"] == target) & (chain_curve["setting"] == setting)]
-                c = c.sort_values("lag_s")
-                if len(c) > 1:
-                    ax.plot(c["lag_s"], c["ccc"], color=arch_color(family), lw=1.6, ls="-.",
-                            marker=_MARKERS[i % len(_MARKERS)], ms=6, mfc="white",
-                            label=f"{setting} + AVEC chain (delay, smoothing, bias, scale)")
+                _lag_variant(ax, chain_curve, target=target, setting=setting, lw=1.6, ls="-.", ms=6, mfc="white",
+                             label=f"{setting} + AVEC chain (delay, smoothing, bias, scale)", **style)
     if ceilings:
         lags = sorted(ceilings)
-        ax.plot(lags, [ceilings[l].get(target) for l in lags], color=SERIES_COLORS["ceiling"], lw=2.5,
+        ax.plot(lags, [ceilings[lag].get(target) for lag in lags], color=SERIES_COLORS["ceiling"], lw=2.5,
                 label="annotation ceiling")
     ax.set_xlabel("raters' mean lag (s)")
     ax.set_ylabel(f"test CCC, {target}")
     ax.set_title(f"{target}: CCC against the raters' lag")
     if legend:
         ax.legend(fontsize=9, loc="lower left")
+
+
+def _lag_variant(ax, curve, *, target: str, setting: str, **style: Any) -> None:
+    # One setting of a post-processed curve against the raters' lag (drawn only where it has two lags or more).
+    rows = curve[(curve["target"] == target) & (curve["setting"] == setting)].sort_values("lag_s")
+    if len(rows) > 1:
+        ax.plot(rows["lag_s"], rows["ccc"], **style)
 
 
 def plot_lag_curves(curve, *, delay_curve=None, chain_curve=None, ceilings: dict | None = None,
@@ -480,7 +518,7 @@ def plot_frontier(frontier, *, title: str = "Efficiency frontier: test CCC again
 
 
 def draw_trajectory(ax, trajectory, *, target: str, legend: bool = True) -> None:
-    """Gold standard, raters' band, latent and predictions over time, from ``emotools.context.trajectory_frame``.
+    """Gold standard, raters' band, latent and predictions over time, from ``emotools.study.trajectory_frame``.
 
     Columns other than ``recording, speaker, time, target, gold,
     raters_min, raters_max, latent`` are predictions, named by setting
@@ -544,20 +582,20 @@ def draw_arch_bars(ax, results, *, metric: str = "ccc", reference: dict | None =
 def plot_architecture_panels(results, *, metric: str = "ccc", references: dict | None = None, ncols: int = 3,
                              title: str = "Architectures per dataset and label protocol (test, raw predictions)"
                              ) -> plt.Figure:
-    """One :func:`draw_arch_bars` panel per (dataset, protocol), a shared legend.
+    """One :func:`draw_arch_bars` panel per (dataset, label protocol), a shared legend.
 
     Args:
-        results: tidy results (``dataset``, ``protocol``, ``architecture``,
+        results: tidy results (``dataset``, ``label_protocol``, ``architecture``,
             ``target``, ``metric``), test rows only.
-        references: ``{(dataset, protocol): {target: level}}``, e.g. the
+        references: ``{(dataset, label_protocol): {target: level}}``, e.g. the
             annotation ceiling of the ground-truth corpus.
     """
-    groups = list(dict.fromkeys(zip(results["dataset"], results["protocol"])))
+    groups = list(dict.fromkeys(zip(results["dataset"], results["label_protocol"])))
     ncols = max(1, min(ncols, len(groups)))
     nrows = -(-len(groups) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(7.5 * ncols, 5.2 * nrows), squeeze=False, sharey=True)
     for ax, (dataset, protocol) in zip(axes.flat, groups):
-        part = results[(results["dataset"] == dataset) & (results["protocol"] == protocol)]
+        part = results[(results["dataset"] == dataset) & (results["label_protocol"] == protocol)]
         draw_arch_bars(ax, part, metric=metric, reference=(references or {}).get((dataset, protocol)))
         ax.set_title(f"{dataset} · {protocol}")
     for ax in list(axes.flat)[len(groups):]:
@@ -652,9 +690,9 @@ def plot_poster_overview(*, metrics_table=None, architectures=None, curve=None, 
     else:
         draw_missing(ax_metrics, notes.get("metrics", "metrics notebook not run yet"))
     if architectures is not None and len(architectures):
-        groups = list(dict.fromkeys(zip(architectures["dataset"], architectures["protocol"])))
+        groups = list(dict.fromkeys(zip(architectures["dataset"], architectures["label_protocol"])))
         dataset, protocol = groups[0]
-        part = architectures[(architectures["dataset"] == dataset) & (architectures["protocol"] == protocol)]
+        part = architectures[(architectures["dataset"] == dataset) & (architectures["label_protocol"] == protocol)]
         draw_arch_bars(ax_arch, part, reference=ceilings if dataset == "ground_truth" else None)
         ax_arch.set_title(f"Architectures on {dataset} ({protocol}), test")
         ax_arch.legend(fontsize=10, ncol=1, bbox_to_anchor=(1.01, 1), loc="upper left")

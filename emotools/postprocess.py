@@ -27,15 +27,18 @@ gains are tuned on dev and therefore optimistic on dev: report test scores.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import Enum
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import ndimage, signal
 
-from .sequences import Protocol, SequenceRecord, protocol_ccc
+from .errors import EmotoolsError
+from .metrics import CCCProtocol
+from .sequences import SequenceRecord, protocol_ccc
 
 __all__ = [
     "PostProcessError",
@@ -57,8 +60,8 @@ MEDIAN_WINDOWS_S: tuple[float, ...] = (0.3, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
 EXPONENTIAL_ALPHAS: tuple[float, ...] = (0.5, 0.3, 0.2, 0.1, 0.05, 0.02)
 
 
-class PostProcessError(ValueError):
-    """Bad input to post-processing; ``str`` says what."""
+class PostProcessError(EmotoolsError, ValueError):
+    """Bad input to post-processing: ``PostProcessError(subject, reason)``."""
 
 
 class Smoothing(str, Enum):
@@ -88,7 +91,7 @@ def delay(pred: np.ndarray, frames: int) -> np.ndarray:
 def median_smooth(pred: np.ndarray, window: int) -> np.ndarray:
     """Centred median filter over time, ``window`` frames (made odd), edges repeated."""
     if window < 1:
-        raise PostProcessError(f"median window must be >= 1 frame, got {window}")
+        raise PostProcessError("median_smooth", f"median window must be >= 1 frame, got {window}")
     window = window + 1 - window % 2
     p = np.asarray(pred)
     size = (window,) + (1,) * (p.ndim - 1)
@@ -102,7 +105,7 @@ def exponential_smooth(pred: np.ndarray, alpha: float) -> np.ndarray:
     compensation stay separate steps.
     """
     if not 0.0 < alpha <= 1.0:
-        raise PostProcessError(f"alpha must be in (0, 1], got {alpha}")
+        raise PostProcessError("exponential_smooth", f"alpha must be in (0, 1], got {alpha}")
     p = np.asarray(pred, dtype=np.float64)
     if len(p) == 0 or alpha == 1.0:
         return p.copy()
@@ -149,14 +152,14 @@ class PostProcessor:
         steps: one :class:`TargetSteps` per target.
         report: one row per (target, step): ``parameter``,
             ``dev_ccc_before``, ``dev_ccc_after``, ``kept``.
-        protocol: the dev CCC protocol the steps were tuned on.
+        ccc_protocol: the dev CCC protocol the steps were tuned on.
     """
 
     targets: tuple[str, ...]
     rate_hz: float
     steps: list[TargetSteps]
     report: list[dict[str, Any]] = field(default_factory=list)
-    protocol: str = Protocol.CONCAT.value
+    ccc_protocol: str = CCCProtocol.CONCAT.value
 
     def apply(self, predictions: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Post-process one ``(time, targets)`` prediction per recording."""
@@ -164,7 +167,7 @@ class PostProcessor:
         for p in predictions:
             p = _as2d(p)
             if p.shape[1] != len(self.steps):
-                raise PostProcessError(f"predictions have {p.shape[1]} columns, the chain {len(self.steps)}")
+                raise PostProcessError("apply", f"predictions have {p.shape[1]} columns, the chain {len(self.steps)}")
             out.append(np.stack([s.apply(p[:, k]) for k, s in enumerate(self.steps)], axis=1).astype(np.float32))
         return out
 
@@ -175,11 +178,12 @@ class PostProcessor:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready state; inverse of :meth:`from_dict`."""
-        return {"targets": list(self.targets), "rate_hz": self.rate_hz, "protocol": self.protocol,
+        return {"targets": list(self.targets), "rate_hz": self.rate_hz, "ccc_protocol": self.ccc_protocol,
                 "steps": [asdict(s) for s in self.steps], "report": self.report}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "PostProcessor":
+    def from_dict(cls, d: Mapping[str, Any]) -> PostProcessor:
+        """A chain from :meth:`to_dict` (files written before the rename store ``protocol``)."""
         steps = []
         for s in d["steps"]:
             s = dict(s)
@@ -187,7 +191,7 @@ class PostProcessor:
                 s["scale"] = tuple(s["scale"])
             steps.append(TargetSteps(**s))
         return cls(tuple(d["targets"]), float(d["rate_hz"]), steps, list(d.get("report", [])),
-                   d.get("protocol", Protocol.CONCAT.value))
+                   d.get("ccc_protocol", d.get("protocol", CCCProtocol.CONCAT.value)))
 
 
 def fit_chain(
@@ -199,7 +203,7 @@ def fit_chain(
     delays_s: Sequence[float] = DELAYS_S,
     median_windows_s: Sequence[float] = MEDIAN_WINDOWS_S,
     exponential_alphas: Sequence[float] = EXPONENTIAL_ALPHAS,
-    protocol: Protocol | str = Protocol.CONCAT,
+    ccc_protocol: CCCProtocol | str = CCCProtocol.CONCAT,
     steps: Sequence[str] = ("delay", "smoothing", "bias", "scale"),
 ) -> PostProcessor:
     """Tune the chain on dev predictions; keep each step only if it raises dev CCC.
@@ -211,28 +215,28 @@ def fit_chain(
             (``TrainedModel.label_stats``).
         targets: prediction column names (default: the records' targets).
         delays_s, median_windows_s, exponential_alphas: search grids.
-        protocol: dev CCC protocol to tune on.
+        ccc_protocol: dev CCC protocol to tune on.
         steps: which steps to try, in chain order.
 
     Returns:
         The fitted :class:`PostProcessor` with its before/after report.
     """
-    protocol = Protocol(protocol)
+    ccc_protocol = CCCProtocol(ccc_protocol)
     if not records or len(predictions) != len(records):
-        raise PostProcessError(f"{len(predictions)} predictions for {len(records)} records")
+        raise PostProcessError("fit_chain", f"{len(predictions)} predictions for {len(records)} records")
     unknown = set(steps) - {"delay", "smoothing", "bias", "scale"}
     if unknown:
-        raise PostProcessError(f"unknown step(s) {sorted(unknown)}: use delay, smoothing, bias, scale")
+        raise PostProcessError("fit_chain", f"unknown step(s) {sorted(unknown)}: use delay, smoothing, bias, scale")
     targets = tuple(targets) if targets is not None else tuple(records[0].target_names)
     missing = [t for t in targets if t not in label_stats]
     if missing:
-        raise PostProcessError(f"label_stats lack target(s) {missing}")
+        raise PostProcessError("fit_chain", f"label_stats lack target(s) {missing}")
     rate = float(records[0].rate_hz)
     preds = [_as2d(p) for p in predictions]
     truths = [_as2d(r.select_targets(targets).y) for r in records]
     for p, t, r in zip(preds, truths, records):
         if p.shape != t.shape:
-            raise PostProcessError(f"{r.id}: predictions {p.shape} vs labels {t.shape}")
+            raise PostProcessError(r.id, f"predictions {p.shape} vs labels {t.shape}")
 
     chain, report = [], []
     for k, target in enumerate(targets):
@@ -240,10 +244,10 @@ def fit_chain(
         fitted = TargetSteps()
 
         def score(s: TargetSteps) -> float:
-            return float(protocol_ccc(true_k, [s.apply(p[:, k]) for p in preds], protocol)[0])
+            return float(protocol_ccc(true_k, [s.apply(p[:, k]) for p in preds], ccc_protocol)[0])  # noqa: B023
 
         def current() -> np.ndarray:
-            return np.concatenate([fitted.apply(p[:, k]) for p in preds])
+            return np.concatenate([fitted.apply(p[:, k]) for p in preds])  # noqa: B023 (the current steps)
 
         base = score(fitted)
         for step in steps:
@@ -254,9 +258,11 @@ def fit_chain(
             elif step == "smoothing":
                 for w in median_windows_s:
                     frames = max(1, round(w * rate)) | 1
-                    candidates.append((f"median {frames / rate:g} s", _with(fitted, smoothing="median", smoothing_param=frames)))
+                    candidates.append((f"median {frames / rate:g} s",
+                                       _with(fitted, smoothing="median", smoothing_param=frames)))
                 for a in exponential_alphas:
-                    candidates.append((f"exponential alpha={a:g}", _with(fitted, smoothing="exponential", smoothing_param=a)))
+                    candidates.append((f"exponential alpha={a:g}",
+                                       _with(fitted, smoothing="exponential", smoothing_param=a)))
             elif step == "bias":
                 offset = label_stats[target]["mean"] - float(current().mean())
                 candidates.append((f"{offset:+.4f}", _with(fitted, offset=offset)))
@@ -276,7 +282,7 @@ def fit_chain(
             if kept:
                 fitted, base = best_steps, best
         chain.append(fitted)
-    return PostProcessor(targets, rate, chain, report, protocol.value)
+    return PostProcessor(targets, rate, chain, report, ccc_protocol.value)
 
 
 def _with(s: TargetSteps, **changes: Any) -> TargetSteps:

@@ -42,21 +42,23 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from . import training
-from .audio import iter_audio
+from .audio import SAMPLE_RATE, iter_audio
+from .errors import EmotoolsError
 from .features import FeatureSpec, Level, extract_signal, feature_names
+from .fileio import write_text
 from .postprocess import PostProcessor
 from .sequences import Normalization
 
 PREDICTOR_FILE = "predictor.json"
-SAMPLE_RATE = 16000
 BLOCK_S: float = 600.0
 """Seconds of audio (and of model input) processed at a time."""
 AUDIO_CONTEXT_S: float = 1.0
@@ -71,8 +73,8 @@ RATE_TOLERANCE = 1e-6
 """Relative tolerance when frame rates are compared."""
 
 
-class PredictorError(ValueError):
-    """A predictor folder is missing or malformed; names the folder."""
+class PredictorError(EmotoolsError, ValueError):
+    """A predictor folder is missing or malformed: ``PredictorError(folder, reason)``."""
 
 
 # --------------------------------------------------------------------------- features of one file (pass 1)
@@ -286,10 +288,8 @@ def save_predictor(folder: str | os.PathLike, spec: FeatureSpec, model_paths: di
         name = f"{group.replace('+', '_')}.pt"
         shutil.copyfile(src, folder / name)
         models[group] = name
-    meta = {"feature_spec": spec.as_dict(), "models": models, "postprocess": postprocessor, "info": info}
-    tmp = folder / (PREDICTOR_FILE + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=1, default=str))
-    tmp.replace(folder / PREDICTOR_FILE)
+    meta = {"feature_spec": spec.to_dict(), "models": models, "postprocess": postprocessor, "info": info}
+    write_text(folder / PREDICTOR_FILE, json.dumps(meta, indent=1, default=str))
     return folder
 
 
@@ -298,18 +298,18 @@ def _check_predictor(folder: Path, predictor: Predictor) -> None:
     n_features, rate = len(feature_names(predictor.spec)), predictor.spec.rate_hz
     for group, m in predictor.models.items():
         if m.model.config.n_features != n_features:
-            raise PredictorError(f"{folder}: model {group!r} was trained on {m.model.config.n_features} features, "
+            raise PredictorError(folder, f"model {group!r} was trained on {m.model.config.n_features} features, "
                                  f"the stored feature spec {predictor.spec.slug} gives {n_features}")
         if rate is None or not math.isclose(m.rate_hz, rate, rel_tol=RATE_TOLERANCE):
-            raise PredictorError(f"{folder}: model {group!r} was trained at {m.rate_hz:g} frames/s, "
+            raise PredictorError(folder, f"model {group!r} was trained at {m.rate_hz:g} frames/s, "
                                  f"the stored feature spec {predictor.spec.slug} gives {rate} frames/s")
     post = predictor.postprocessor
     if post is not None:
         if tuple(post.targets) != predictor.targets or len(post.steps) != len(predictor.targets):
-            raise PredictorError(f"{folder}: malformed postprocess (targets {list(post.targets)}, "
+            raise PredictorError(folder, f"malformed postprocess (targets {list(post.targets)}, "
                                  f"{len(post.steps)} steps; the models predict {list(predictor.targets)})")
         if not math.isclose(post.rate_hz, rate, rel_tol=RATE_TOLERANCE):
-            raise PredictorError(f"{folder}: the postprocess chain was tuned at {post.rate_hz:g} frames/s, "
+            raise PredictorError(folder, f"the postprocess chain was tuned at {post.rate_hz:g} frames/s, "
                                  f"the stored feature spec gives {rate} frames/s")
 
 
@@ -323,21 +323,21 @@ def load_predictor(folder: str | os.PathLike) -> Predictor:
     """
     folder = Path(folder)
     if folder.is_file():
-        raise PredictorError(f"{folder}: is a file; give the predictor folder that holds {PREDICTOR_FILE}")
+        raise PredictorError(folder, f"is a file; give the predictor folder that holds {PREDICTOR_FILE}")
     if not folder.is_dir():
-        raise PredictorError(f"{folder}: no such predictor folder")
+        raise PredictorError(folder, "no such predictor folder")
     try:
         meta = json.loads((folder / PREDICTOR_FILE).read_text())
-        spec = FeatureSpec(**meta["feature_spec"])
+        spec = FeatureSpec.from_dict(meta["feature_spec"])
         models = {group: training.load(folder / name) for group, name in meta["models"].items()}
         post = PostProcessor.from_dict(meta["postprocess"]) if meta.get("postprocess") else None
         predictor = Predictor(spec, models, post, dict(meta.get("info") or {}))
     except FileNotFoundError as error:
-        raise PredictorError(f"{folder}: not a predictor folder ({error.filename} missing)") from None
+        raise PredictorError(folder, f"not a predictor folder ({error.filename} missing)") from None
     except training.TrainingError as error:
-        raise PredictorError(f"{folder}: malformed predictor ({error})") from None
+        raise PredictorError(folder, f"malformed predictor ({error})") from None
     except (ValueError, KeyError, TypeError, AttributeError, OSError) as error:
-        raise PredictorError(f"{folder}: malformed predictor ({type(error).__name__}: {error})") from None
+        raise PredictorError(folder, f"malformed predictor ({type(error).__name__}: {error})") from None
     _check_predictor(folder, predictor)
     return predictor
 
@@ -438,6 +438,7 @@ def cli(argv: Sequence[str]) -> int:
     parser.add_argument("--out", default="predictions", help="output folder (default: ./predictions)")
     parser.add_argument("--block-s", type=float, default=BLOCK_S,
                         help=f"seconds of audio processed at a time (bounds memory; default {BLOCK_S:g})")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     args = parser.parse_args(argv)
     if not args.block_s > 0:
         print(f"error: --block-s must be > 0, got {args.block_s}", file=sys.stderr)
@@ -459,7 +460,8 @@ def cli(argv: Sequence[str]) -> int:
     if len(files) < len(args.audio):
         print(f"note: {len(args.audio) - len(files)} repeated path(s) predicted once", file=sys.stderr)
     failures = []
-    for path, name in tqdm(list(zip(files, output_names(files))), desc="predict", unit="file"):
+    for path, name in tqdm(list(zip(files, output_names(files))), desc="predict", unit="file",
+                           disable=args.no_progress):
         try:
             csv = _write_outputs(predictor.predict_file(path, block_s=args.block_s), out / name, path)
         except Exception as error:  # one bad file never stops the batch

@@ -33,8 +33,12 @@ from typing import Literal
 import numpy as np
 
 from . import paths
+from .audio import SAMPLE_RATE, write_audio
+from .errors import EmotoolsError
+from .fileio import write_text
 
-__all__ = ["SAMPLE_CORPORA", "SampleSize", "samples_dir", "sample_root", "write_samples", "ensure_samples", "cli"]
+__all__ = ["SAMPLE_CORPORA", "SampleSize", "SamplesError", "samples_dir", "sample_root", "write_samples",
+           "ensure_samples", "cli"]
 
 SampleCorpus = Literal["librispeech", "voxceleb1", "voxceleb2"]
 SAMPLE_CORPORA: tuple[str, ...] = ("librispeech", "voxceleb1", "voxceleb2")
@@ -44,6 +48,13 @@ _CATALOGUE_OFFSET = {"librispeech": 0, "voxceleb1": 8, "voxceleb2": 16}  # disti
 _SENTENCES_PER_UTTERANCE = 2
 _MARGIN = 0.15  # seconds of pause kept before and after an utterance
 _VERSION = 1
+
+
+class SamplesError(EmotoolsError, ValueError):
+    """Sample corpora that cannot be rendered as asked; ``str(err)`` is ``"<what>: <reason>"``.
+
+    A ``ValueError`` too, as these refusals were before they had their own class.
+    """
 
 
 @dataclass(frozen=True)
@@ -63,7 +74,7 @@ def samples_dir() -> Path:
 def sample_root(corpus: SampleCorpus, *, out: str | os.PathLike | None = None) -> Path:
     """The root to pass to ``emotools.corpora.scan(corpus, root)`` for a sample corpus."""
     if corpus not in SAMPLE_CORPORA:
-        raise ValueError(f"unknown sample corpus {corpus!r}; choose from {', '.join(SAMPLE_CORPORA)}")
+        raise SamplesError(repr(corpus), f"unknown sample corpus; choose from {', '.join(SAMPLE_CORPORA)}")
     return Path(out if out is not None else samples_dir()).expanduser().absolute() / corpus
 
 
@@ -87,8 +98,8 @@ def _utterances(session) -> list[tuple[int, int, str]]:
     rows = list(sentences.itertuples())
     for i in range(0, len(rows), _SENTENCES_PER_UTTERANCE):
         group = rows[i : i + _SENTENCES_PER_UTTERANCE]
-        first = max(0, int((group[0].start - _MARGIN) * 16000))
-        last = min(session.audio.size, int((group[-1].end + _MARGIN) * 16000))
+        first = max(0, int((group[0].start - _MARGIN) * SAMPLE_RATE))
+        last = min(session.audio.size, int((group[-1].end + _MARGIN) * SAMPLE_RATE))
         out.append((first, last, " ".join(g.text for g in group)))
     return out
 
@@ -103,9 +114,7 @@ def _names(corpus: str, index: int, session: int, rng: np.random.Generator) -> t
 
 def _write_corpus(corpus: str, root: Path, size: SampleSize, seed: int, progress: bool) -> Path:
     from .progress import tqdm
-
-    from .audio import write_audio
-    from .synth import SR, _atomic_text, render_session, speaker_catalogue
+    from .synth import render_session, speaker_catalogue
 
     config = {"format": "emotools.samples", "version": _VERSION, "corpus": corpus, "seed": int(seed),
               "speakers": size.speakers, "sessions": size.sessions, "minutes": size.minutes}
@@ -117,14 +126,14 @@ def _write_corpus(corpus: str, root: Path, size: SampleSize, seed: int, progress
             except (OSError, ValueError):
                 existing = None
             if existing != config:
-                raise ValueError(f"{root}: holds samples made with another configuration ({path.name}); "
-                                 "use another folder or remove it")
+                raise SamplesError(root, f"holds samples made with another configuration ({path.name}); "
+                                         "use another folder or remove it")
     if marker.exists():
         return root
-    _atomic_text(started, json.dumps(config) + "\n")
+    write_text(started, json.dumps(config) + "\n")
     offset = _CATALOGUE_OFFSET[corpus]
     if offset + size.speakers > len(speaker_catalogue()):
-        raise ValueError(f"at most {len(speaker_catalogue()) - offset} speakers for {corpus}, got {size.speakers}")
+        raise SamplesError(corpus, f"at most {len(speaker_catalogue()) - offset} speakers, got {size.speakers}")
     corpus_seed = int(seed) * 1000 + SAMPLE_CORPORA.index(corpus) + 1
     jobs = [(i, s) for i in range(size.speakers) for s in range(size.sessions)]
     for i, s in tqdm(jobs, desc=f"samples {corpus}", unit="session", disable=not progress):
@@ -137,15 +146,15 @@ def _write_corpus(corpus: str, root: Path, size: SampleSize, seed: int, progress
             lines = []
             for k, (first, last, text) in enumerate(utterances):
                 name = f"{speaker}-{chapter}-{k:04d}"
-                write_audio(folder / f"{name}.flac", session.audio[first:last], SR)
+                write_audio(folder / f"{name}.flac", session.audio[first:last], SAMPLE_RATE)
                 lines.append(f"{name} {_transcript(text)}")
-            _atomic_text(folder / f"{speaker}-{chapter}.trans.txt", "\n".join(lines) + "\n")
+            write_text(folder / f"{speaker}-{chapter}.trans.txt", "\n".join(lines) + "\n")
         else:
             folder = (root / "wav" if corpus == "voxceleb1" else root / "dev" / "aac") / speaker / chapter
             suffix = ".wav" if corpus == "voxceleb1" else ".m4a"
             for k, (first, last, _) in enumerate(utterances):
-                write_audio(folder / f"{k + 1:05d}{suffix}", session.audio[first:last], SR)
-    _atomic_text(marker, json.dumps(config) + "\n")
+                write_audio(folder / f"{k + 1:05d}{suffix}", session.audio[first:last], SAMPLE_RATE)
+    write_text(marker, json.dumps(config) + "\n")
     return root
 
 
@@ -172,9 +181,9 @@ def write_samples(
     """
     unknown = set(corpora) - set(SAMPLE_CORPORA)
     if unknown:
-        raise ValueError(f"unknown sample corpus {sorted(unknown)}; choose from {', '.join(SAMPLE_CORPORA)}")
+        raise SamplesError(str(sorted(unknown)), f"unknown sample corpus; choose from {', '.join(SAMPLE_CORPORA)}")
     if size.speakers < 1 or size.sessions < 1 or not size.minutes > 0:
-        raise ValueError(f"speakers and sessions must be >= 1 and minutes > 0, got {size}")
+        raise SamplesError("size", f"speakers and sessions must be >= 1 and minutes > 0, got {size}")
     return {c: _write_corpus(c, sample_root(c, out=out), size, seed, progress) for c in corpora}
 
 
@@ -197,13 +206,13 @@ def cli(argv: Sequence[str]) -> int:
     parser.add_argument("--sessions", type=int, default=SampleSize.sessions, help="chapters/videos per speaker")
     parser.add_argument("--minutes", type=float, default=SampleSize.minutes, help="minutes per chapter/video")
     parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(list(argv))
     try:
         roots = write_samples(args.out, corpora=args.corpus or SAMPLE_CORPORA,
                               size=SampleSize(args.speakers, args.sessions, args.minutes),
-                              seed=args.seed, progress=not args.quiet)
-    except (ValueError, OSError) as error:
+                              seed=args.seed, progress=not args.no_progress)
+    except (EmotoolsError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     for corpus, root in roots.items():

@@ -19,16 +19,20 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from fractions import Fraction
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
+from fractions import Fraction
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 import torch
 
 from . import metrics
+from .errors import EmotoolsError
+from .labels import TARGETS
+from .metrics import CCCProtocol
 
 __all__ = [
     "SequenceError",
@@ -44,22 +48,14 @@ __all__ = [
     "SequenceDataset",
     "pad",
     "collate",
-    "Protocol",
-    "PROTOCOL_NAMES",
     "protocol_ccc",
 ]
 
 log = logging.getLogger(__name__)
 
-TARGETS: tuple[str, ...] = ("arousal", "valence")
 
-
-class SequenceError(ValueError):
-    """Features or labels that cannot form a sequence; ``str`` names which and why."""
-
-    def __init__(self, name: str, reason: str) -> None:
-        self.name, self.reason = name, reason
-        super().__init__(f"{name}: {reason}")
+class SequenceError(EmotoolsError, ValueError):
+    """Features or labels that cannot form a sequence: ``SequenceError(recording, reason)``."""
 
 
 # --------------------------------------------------------------------------- records
@@ -125,11 +121,11 @@ class SequenceRecord:
         """Length in seconds (frames / rate)."""
         return len(self) / self.rate_hz
 
-    def replace(self, **changes: Any) -> "SequenceRecord":
+    def replace(self, **changes: Any) -> SequenceRecord:
         """A copy with some fields replaced (validated again)."""
         return dataclasses.replace(self, **changes)
 
-    def select_targets(self, targets: Sequence[str]) -> "SequenceRecord":
+    def select_targets(self, targets: Sequence[str]) -> SequenceRecord:
         """The same record with only ``targets`` as label columns, in that order."""
         targets = tuple(targets)
         if self.y is None or targets == self.target_names:
@@ -386,7 +382,7 @@ class Normalizer:
             groups.setdefault(self._key(rec), []).append(rec.x)
         return {k: self._stats(v) for k, v in groups.items()}
 
-    def fit(self, records: Sequence[SequenceRecord]) -> "Normalizer":
+    def fit(self, records: Sequence[SequenceRecord]) -> Normalizer:
         """Fit on the training records (never on dev or test for ``global``)."""
         if not records:
             raise SequenceError("normalizer", "cannot fit on no records")
@@ -422,7 +418,7 @@ class Normalizer:
         }
 
     @classmethod
-    def from_state(cls, state: Mapping[str, Any]) -> "Normalizer":
+    def from_state(cls, state: Mapping[str, Any]) -> Normalizer:
         """Inverse of :meth:`state_dict`."""
         norm = cls(state["mode"], eps=state["eps"])
 
@@ -437,7 +433,8 @@ class Normalizer:
 # --------------------------------------------------------------------------- chunks, shifts
 
 
-def chunk(records: Sequence[SequenceRecord], *, length_s: float = 30.0, hop_s: float | None = None) -> list[SequenceRecord]:
+def chunk(records: Sequence[SequenceRecord], *, length_s: float = 30.0,
+          hop_s: float | None = None) -> list[SequenceRecord]:
     """Cut long records into overlapping chunks for training.
 
     Chunks of ``length_s`` seconds start every ``hop_s`` seconds (default:
@@ -528,35 +525,22 @@ def collate(batch: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.T
 # --------------------------------------------------------------------------- scoring protocols
 
 
-class Protocol(str, Enum):
-    """How CCC is computed over a set of recordings."""
-
-    CONCAT = "concat"  #: one CCC over all test frames concatenated (AVEC 2019 / MuSe)
-    PER_RECORDING = "per_recording"  #: CCC per recording, then the mean (AVEC 2018)
-
-
-#: Human-readable protocol names, for tables and figure labels.
-PROTOCOL_NAMES: dict[Protocol, str] = {
-    Protocol.CONCAT: "CCC of concatenated recordings (AVEC 2019 / MuSe)",
-    Protocol.PER_RECORDING: "mean per-recording CCC (AVEC 2018)",
-}
-
-
 def protocol_ccc(
-    y_true: Sequence[np.ndarray], y_pred: Sequence[np.ndarray], protocol: Protocol | str = Protocol.CONCAT
+    y_true: Sequence[np.ndarray], y_pred: Sequence[np.ndarray], ccc_protocol: CCCProtocol | str = CCCProtocol.CONCAT
 ) -> np.ndarray:
-    """CCC per target column over a list of recordings, by ``protocol``.
+    """CCC per target column over a list of recordings, by ``ccc_protocol``.
 
     Args:
         y_true: ``(time_i, targets)`` (or ``(time_i,)``) per recording.
         y_pred: same shapes.
-        protocol: :class:`Protocol` (``"concat"`` or ``"per_recording"``).
+        ccc_protocol: :class:`emotools.metrics.CCCProtocol` (``"concat"`` or
+            ``"per_recording"``).
 
     Returns:
         ``(targets,)`` CCC values (per-recording: NaN-ignoring mean; a
         recording with an undefined CCC is skipped).
     """
-    protocol = Protocol(protocol)
+    ccc_protocol = CCCProtocol(ccc_protocol)
     if len(y_true) != len(y_pred) or not y_true:
         raise SequenceError("scores", f"need equally many recordings, got {len(y_true)} and {len(y_pred)}")
     t = [np.asarray(a, np.float64).reshape(len(a), -1) for a in y_true]
@@ -565,7 +549,7 @@ def protocol_ccc(
         if a.shape != b.shape:
             raise SequenceError("scores", f"recording {i}: labels {a.shape} vs predictions {b.shape}")
     K = t[0].shape[1]
-    if protocol is Protocol.CONCAT:
+    if ccc_protocol is CCCProtocol.CONCAT:
         T, P = np.concatenate(t), np.concatenate(p)
         return np.array([metrics.ccc(T[:, k], P[:, k]) for k in range(K)])
     per = np.array([[metrics.ccc(a[:, k], b[:, k]) for k in range(K)] for a, b in zip(t, p)])

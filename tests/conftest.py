@@ -6,12 +6,30 @@ from pathlib import Path
 
 import pytest
 
+#: node ids (or their prefixes: a module, a test) of the tests ``pytest -m "not slow"`` leaves out.
+SLOW_TESTS: tuple[str, ...] = ()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the tests listed in :data:`SLOW_TESTS` as ``slow`` (one list, not a decorator per module)."""
+    for item in items:
+        if item.nodeid.startswith(SLOW_TESTS):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def run_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Session-wide data/results/figures/cache folders for runs of notebooks and CLIs."""
     root = tmp_path_factory.mktemp("emotools-run")
     return {name: root / name for name in ("data", "results", "figures", "cache")}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def temporary_cache(run_dirs: dict[str, Path]):
+    """Disposable caches (e.g. openSMILE's frame-mode includes) go to the session's folder, not the repository."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("EMOTOOLS_CACHE_DIR", str(run_dirs["cache"]))
+        yield
 
 
 @pytest.fixture()

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from emotools.audio import write_audio
+from emotools.audio import SAMPLE_RATE, write_audio
 
-SR = 16000
+SR = SAMPLE_RATE
 
 
 def tone(seconds: float, *, sr: int = SR, freq: float = 220.0, channels: int = 1, amplitude: float = 0.3) -> np.ndarray:

@@ -15,7 +15,9 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-SR = 16000
+from emotools.audio import SAMPLE_RATE
+
+SR = SAMPLE_RATE
 MAX_HARMONIC_HZ = 3400.0  # below 8 kHz's Nyquist: every rate holds the same content
 _PEAK_BOUND = 3.5  # above the largest peak of the unscaled sum (1.4 to 3.2 over 300 seeds)
 

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from fixtures_audio import SR, tone
+from fixtures_bad import opus_bytes, pcm16, streamed_wav_bytes, voiced
 
 from emotools.audio import (
     AudioEmptyError,
@@ -24,8 +26,6 @@ from emotools.audio import (
     read_audio,
     write_audio,
 )
-from fixtures_audio import SR, tone
-from fixtures_bad import opus_bytes, pcm16, streamed_wav_bytes, voiced
 
 
 def snr_db(reference: np.ndarray, estimate: np.ndarray) -> float:

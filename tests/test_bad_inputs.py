@@ -24,12 +24,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
-
-from emotools import corpora, experiments, labels as label_protocols, models, samples, synth, training
-from emotools.audio import AudioFormatError, SilentAudioWarning, audio_info, read_audio
-from emotools.corpora import read_annotation
-from emotools.features import FeatureSpec, FeatureStore, extract, extract_signal
-from emotools.sequences import SequenceRecord, build_records, make_record
 from fixtures_bad import (
     SR,
     add_recording,
@@ -41,6 +35,13 @@ from fixtures_bad import (
     voiced,
     wav_bytes,
 )
+
+from emotools import corpora, experiments, models, samples, synth, training
+from emotools import labels as label_protocols
+from emotools.audio import AudioFormatError, SilentAudioWarning, audio_info, read_audio
+from emotools.corpora import read_annotation
+from emotools.features import FeatureSpec, FeatureStore, extract, extract_signal
+from emotools.sequences import SequenceRecord, build_records, make_record
 
 SPEC = FeatureSpec(level="windowed", window=1.0, hop=0.1)
 F0 = "F0semitoneFrom27.5Hz_sma3nz_amean"
@@ -277,7 +278,8 @@ def test_unknown_architecture_name(tmp_path: Path) -> None:
     with pytest.raises(models.ModelConfigError, match=r"unknown model 'transformerxl'; known: mlp, lstm"):
         models.build("transformerxl")
     with pytest.raises(ValueError, match=r"unknown model 'transformerxl'; known: mlp, lstm") as caught:
-        training.fit("transformerxl", _records(2), epochs=1, progress=False, checkpoint_dir=tmp_path / "ck")
+        training.fit("transformerxl", _records(2), None, training.FitOptions(epochs=1), progress=False,
+                     checkpoint_dir=tmp_path / "ck")
     assert isinstance(caught.value, models.ModelConfigError)
     assert not (tmp_path / "ck" / "last.pt").exists()
 
@@ -391,8 +393,8 @@ def predictor_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     home = tmp_path_factory.mktemp("predictor")
     records = _records(3, frames=50, features=len(feature_names(SPEC)))
-    training.fit("mlp", records, epochs=1, chunk_s=None, progress=False, checkpoint_dir=home / "ck",
-                 model_options={"hidden": 8})
+    training.fit("mlp", records, None, training.FitOptions(epochs=1, chunk_s=None, model_options={"hidden": 8}),
+                 progress=False, checkpoint_dir=home / "ck")
     return save_predictor(home / "predictor", SPEC, {"arousal+valence": str(home / "ck" / "model.pt")})
 
 
@@ -448,12 +450,12 @@ def test_predict_never_overwrites_one_file_s_result_with_another_s(prediction: S
 # --------------------------------------------------------------------------- a RECOLA-shaped corpus, str paths
 
 RECOLA_RATERS = ("FM1", "FM2", "FM3", "FF1", "FF2", "FF3")
-README = Path(__file__).resolve().parents[1] / "README.md"
+CORPORA_DOC = Path(__file__).resolve().parents[1] / "docs" / "audio-and-corpora.md"
 
 
-def _readme_code(heading: str) -> str:
-    """The first ``python`` code block after ``heading`` in the README."""
-    text = README.read_text(encoding="utf-8")
+def _doc_code(heading: str) -> str:
+    """The first ``python`` code block after ``heading`` in the audio-and-corpora manual."""
+    text = CORPORA_DOC.read_text(encoding="utf-8")
     section = text[text.index(heading):]
     start = section.index("```python\n") + len("```python\n")
     return section[start : section.index("```", start)]
@@ -482,7 +484,7 @@ def test_recola_converted_by_the_readme_recipe_trains_with_str_paths(
     monkeypatch.chdir(tmp_path)  # the recipe and every path below are relative strings
     participants = [f"P{n}" for n in range(16, 22)]
     _raw_recola(tmp_path / "RECOLA", participants, seconds=6.0)
-    exec(compile(_readme_code("#### Converting RECOLA"), "README.md: Converting RECOLA", "exec"), {})
+    exec(compile(_doc_code("### Converting RECOLA"), "docs/audio-and-corpora.md: Converting RECOLA", "exec"), {})
 
     table = corpora.scan("annotated", "data/recola", progress=False)
     assert sorted(table["utterance"]) == participants and table.attrs["problems"] == []
@@ -495,8 +497,8 @@ def test_recola_converted_by_the_readme_recipe_trains_with_str_paths(
     store = extract(table, SPEC, out="store", jobs=1, progress=False)
     records, failures = build_records(table, store.load, label_protocols.annotation_labels(table))
     assert failures == [] and len(records) == len(participants)
-    options = dict(dataset="recola", protocol="annotation", architectures=["mlp"], jobs=1, epochs=2,
-                   chunk_s=3.0, progress=False)
+    options = dict(dataset="recola", label_protocol="annotation", architectures=["mlp"], jobs=1,
+                   fit_options=training.FitOptions(epochs=2, chunk_s=3.0), progress=False)
     grid = experiments.run_grid(records, run_dir="runs/recola", **options)
     results = grid.results
     assert set(results["split"]) == {"dev", "test"} and len(results) == 2 * 2 * 2  # splits x targets x post

@@ -10,6 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+from fixtures_audio import (
+    SR,
+    annotation_frame,
+    make_annotated,
+    make_librispeech,
+    make_voxceleb,
+    tone,
+    utterance_seconds,
+)
 
 from emotools.audio import audio_info, read_audio, write_audio
 from emotools.corpora import (
@@ -20,25 +29,16 @@ from emotools.corpora import (
     CorpusError,
     assign_speaker_splits,
     chain_sessions,
+    join_segments,
     leaking_speakers,
     read_annotation,
     read_split_file,
-    render_session,
     scan,
     write_annotation,
     write_sessions,
     write_split_file,
 )
 from emotools.corpora.splits import split_counts
-from fixtures_audio import (
-    SR,
-    annotation_frame,
-    make_annotated,
-    make_librispeech,
-    make_voxceleb,
-    tone,
-    utterance_seconds,
-)
 
 LIBRI_LAYOUT = {
     "train-clean-100": {"19": {"198": 3, "227": 2}, "26": {"495": 2}, "32": {"21625": 2}},
@@ -575,7 +575,7 @@ def test_rendered_session_holds_every_utterance_at_its_time(libri: pd.DataFrame,
     speaker = libri[libri["speaker"] == "19"]
     chains = chain_sessions(speaker, target_minutes=10.0, gap=0.1)
     assert chains["chain"].nunique() == 1
-    signal = render_session(chains, sr=SR)
+    signal = join_segments(chains, sr=SR)
     assert signal.dtype == np.float32 and signal.size == round(chains["chain_duration"].iat[0] * SR)
     for _, row in chains.iterrows():
         a, b = round(row["start"] * SR), round(row["end"] * SR)
@@ -583,7 +583,7 @@ def test_rendered_session_holds_every_utterance_at_its_time(libri: pd.DataFrame,
         gap_end = round((row["end"] + 0.1) * SR)
         assert not signal[b:gap_end].any()  # silence between utterances
     # at another rate the times still hold
-    low = render_session(chains, sr=8000)
+    low = join_segments(chains, sr=8000)
     first = chains.iloc[1]
     np.testing.assert_allclose(low[round(first["start"] * 8000): round(first["end"] * 8000)],
                                read_audio(first["file"], sr=8000))
@@ -617,7 +617,7 @@ def test_chained_tone_is_findable_by_frequency(tmp_path: Path) -> None:
                      "duration": 0.5 + 0.25 * i})
         files.append(freq)
     chains = chain_sessions(pd.DataFrame(rows), target_minutes=1.0)
-    signal = render_session(chains, sr=SR)
+    signal = join_segments(chains, sr=SR)
     for (_, row), freq in zip(chains.iterrows(), files):
         part = signal[round(row["start"] * SR): round(row["end"] * SR)]
         spectrum = np.abs(np.fft.rfft(part))

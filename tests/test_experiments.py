@@ -10,6 +10,7 @@ import pytest
 
 from emotools import corpora, experiments, metrics
 from emotools.sequences import SequenceRecord
+from emotools.training import FitOptions
 
 
 def _records(n_per_split: dict[str, int], *, frames: int = 120, seed: int = 0) -> list[SequenceRecord]:
@@ -49,8 +50,8 @@ def test_constant_predictions_score_zero_not_nan() -> None:
 
 def test_run_grid_tidy_results_caching_and_tables(tmp_path: Path, isolated_dirs) -> None:
     recs = _records({"train": 4, "dev": 2, "test": 2})
-    kwargs = dict(dataset="toy", protocol="annotation", architectures=["mlp", "lstm"], seeds=[0],
-                  run_dir=tmp_path / "run", epochs=3, chunk_s=6.0, progress=False)
+    kwargs = dict(dataset="toy", label_protocol="annotation", architectures=["mlp", "lstm"], seeds=[0],
+                  run_dir=tmp_path / "run", fit_options=FitOptions(epochs=3, chunk_s=6.0), progress=False)
     grid = experiments.run_grid(recs, **kwargs)
     r = grid.results
     assert list(r.columns) == experiments.RESULT_COLUMNS
@@ -63,7 +64,8 @@ def test_run_grid_tidy_results_caching_and_tables(tmp_path: Path, isolated_dirs)
     again = experiments.run_grid(recs, **kwargs)
     pd.testing.assert_frame_equal(again.results, r)
     # Changed options train anew (a different cache key).
-    changed = experiments.run_grid(recs, **{**kwargs, "epochs": 2, "architectures": ["mlp"]})
+    changed = experiments.run_grid(recs, **{**kwargs, "fit_options": FitOptions(epochs=2, chunk_s=6.0),
+                                            "architectures": ["mlp"]})
     assert len(list((tmp_path / "run").iterdir())) == 2
     assert len(changed.results) == 8
 
@@ -79,9 +81,9 @@ def test_run_grid_tidy_results_caching_and_tables(tmp_path: Path, isolated_dirs)
 
 def test_run_grid_separate_mode_trains_one_model_per_target(tmp_path: Path) -> None:
     recs = _records({"train": 3, "dev": 1, "test": 1})
-    grid = experiments.run_grid(recs, dataset="toy", protocol="annotation", architectures=["mlp"],
-                                modes=["separate"], run_dir=tmp_path, epochs=2, chunk_s=6.0, progress=False,
-                                postprocess_chain=False)
+    grid = experiments.run_grid(recs, dataset="toy", label_protocol="annotation", architectures=["mlp"],
+                                modes=["separate"], run_dir=tmp_path, fit_options=FitOptions(epochs=2, chunk_s=6.0),
+                                progress=False, postprocess_chain=False)
     [cell] = grid.cells
     assert set(cell.model_paths) == {"arousal", "valence"}
     assert set(grid.histories["group"]) == {"arousal", "valence"}
@@ -90,7 +92,7 @@ def test_run_grid_separate_mode_trains_one_model_per_target(tmp_path: Path) -> N
 
 def test_run_grid_refuses_missing_split() -> None:
     with pytest.raises(ValueError, match="no test records"):
-        experiments.run_grid(_records({"train": 2, "dev": 1}), dataset="toy", protocol="seed",
+        experiments.run_grid(_records({"train": 2, "dev": 1}), dataset="toy", label_protocol="seed",
                              architectures=["mlp"], progress=False)
 
 
@@ -115,8 +117,8 @@ def test_limit_hours_keeps_whole_speakers_and_every_split() -> None:
 
 def test_parallel_cells_equal_serial_cells(tmp_path: Path) -> None:
     recs = _records({"train": 3, "dev": 1, "test": 1}, seed=5)
-    kwargs = dict(dataset="toy", protocol="annotation", architectures=["mlp", "tcn"], epochs=2, chunk_s=6.0,
-                  progress=False, postprocess_chain=False)
+    kwargs = dict(dataset="toy", label_protocol="annotation", architectures=["mlp", "tcn"],
+                  fit_options=FitOptions(epochs=2, chunk_s=6.0), progress=False, postprocess_chain=False)
     serial = experiments.run_grid(recs, run_dir=tmp_path / "serial", jobs=1, **kwargs)
     parallel = experiments.run_grid(recs, run_dir=tmp_path / "parallel", jobs=2, **kwargs)
     pd.testing.assert_frame_equal(serial.results, parallel.results)

@@ -72,7 +72,7 @@ def test_spec_coerces_names_and_validates() -> None:
     assert spec.feature_set is FeatureSet.GeMAPSv01b and spec.level is Level.windowed
     assert (spec.window, spec.hop, spec.rate_hz) == (3.0, 0.5, 2.0)
     assert FeatureSpec(level="lld").rate_hz == 100.0 and FeatureSpec(level="functionals").rate_hz is None
-    assert FeatureSpec(level="lld", window=0.015).as_dict() == {"feature_set": "eGeMAPSv02", "level": "lld"}
+    assert FeatureSpec(level="lld", window=0.015).to_dict() == {"feature_set": "eGeMAPSv02", "level": "lld"}
     with pytest.raises(ValueError, match="multiple of 0.01"):
         FeatureSpec(window=0.015)
     with pytest.raises(ValueError, match="hop must be a positive"):
@@ -220,7 +220,7 @@ def test_bad_files_are_recorded_and_the_rest_finishes(corpus, tmp_path) -> None:
     summary = store.summary
     assert (summary["processed"], summary["reused"], summary["failed"]) == (3, 0, 3)
     assert summary["audio_seconds"] == pytest.approx(9.0)
-    assert summary["backend"] == "processes(2)" and summary["spec"] == WINDOWED.as_dict()
+    assert summary["backend"] == "processes(2)" and summary["spec"] == WINDOWED.to_dict()
     assert summary["wall_time_s"] > 0 and "task_cpu_s" in summary
     for row in store.index.itertuples():
         loaded = store.load(row.utterance)

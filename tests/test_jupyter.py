@@ -17,8 +17,9 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import nbformat
 import pytest
@@ -142,7 +143,9 @@ def test_00_metrics_runs_through_a_jupyter_server(server: Server, isolated_dirs:
     nb = nbformat.read(paths.NOTEBOOKS_DIR / "00_metrics.ipynb", as_version=4)
     codes = [c.source for c in nb.cells if c.cell_type == "code" and c.source.strip()]
     assert "parameters" in nb.cells[1].metadata.get("tags", []) and codes[0] == nb.cells[1].source
-    codes.insert(1, "smoke = True")  # what papermill would inject after the parameters cell
+    preset = notebooks.smoke_preset(paths.NOTEBOOKS_DIR / "00_metrics.ipynb")
+    # what papermill would inject after the parameters cell: the notebook's smoke preset
+    codes.insert(1, "\n".join(f"{name} = {value!r}" for name, value in preset.items()))
     codes.append("from emotools import progress\nprint(progress._bar_class().__module__)")
 
     created = server.request("POST", "/api/sessions", {"path": "00_metrics.ipynb", "type": "notebook",

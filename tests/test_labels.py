@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from emotools import corpora, labels, synth
+from emotools.features import RATE_HZ
 from emotools.metrics import ccc
 
 
@@ -31,7 +32,7 @@ def _best_lag(sources: list[np.ndarray], ratings: list[np.ndarray], max_frames: 
     sources, ratings = [np.diff(s) for s in sources], [np.diff(r) for r in ratings]
     scores = [np.mean([np.corrcoef(s[: s.size - k], r[k:])[0, 1] for s, r in zip(sources, ratings)])
               for k in range(max_frames)]
-    return int(np.argmax(scores)) / labels.RATE_HZ
+    return int(np.argmax(scores)) / RATE_HZ
 
 
 # --------------------------------------------------------------------------- the annotation model
@@ -46,7 +47,7 @@ def test_rater_lag_is_recoverable_from_the_stored_corpus(smoke_corpus, smoke_tab
             ratings = [f[f"{target}_r{k}"].to_numpy() for f in frames]
             raw = [f[f"{target}_latent"].to_numpy() for f in frames]
             # against the latent smoothed as this rater smooths: the lag itself
-            smoothed = [labels._smooth(x, 0.1, rater["smoothing"]) for x in raw]
+            smoothed = [labels.annotation._smooth(x, 0.1, rater["smoothing"]) for x in raw]
             assert _best_lag(smoothed, ratings) == pytest.approx(rater["lag"], abs=0.2)
             # against the raw latent: the lag plus part of the smoothing delay
             assert rater["lag"] - 0.2 <= _best_lag(raw, ratings) <= rater["lag"] + rater["smoothing"] + 0.3

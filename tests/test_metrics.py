@@ -103,7 +103,7 @@ def _batch(seed: int, batch: int = 4, time: int = 50, targets: int = 2):
 @pytest.mark.parametrize("seed", range(5))
 def test_torch_concat_loss_equals_one_minus_numpy_ccc(seed: int) -> None:
     pred, target, mask = _batch(seed)
-    loss = metrics.ccc_loss(pred, target, mask, reduction="concat")
+    loss = metrics.ccc_loss(target, pred, mask, ccc_protocol="concat")
     expected = np.mean([
         1 - metrics.ccc(target[..., k][mask].numpy(), pred[..., k][mask].numpy()) for k in range(2)
     ])
@@ -111,9 +111,9 @@ def test_torch_concat_loss_equals_one_minus_numpy_ccc(seed: int) -> None:
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_torch_sequence_loss_equals_mean_of_per_sequence_ccc(seed: int) -> None:
+def test_torch_per_recording_loss_equals_mean_of_per_sequence_ccc(seed: int) -> None:
     pred, target, mask = _batch(seed)
-    loss = metrics.ccc_loss(pred, target, mask, reduction="sequence")
+    loss = metrics.ccc_loss(target, pred, mask, ccc_protocol="per_recording")
     per = [
         1 - metrics.ccc(target[b, mask[b], k].numpy(), pred[b, mask[b], k].numpy())
         for b in range(pred.shape[0])
@@ -124,25 +124,25 @@ def test_torch_sequence_loss_equals_mean_of_per_sequence_ccc(seed: int) -> None:
 
 def test_torch_float32_close_to_numpy() -> None:
     pred, target, mask = _batch(7)
-    loss32 = metrics.ccc_loss(pred.float(), target.float(), mask)
-    loss64 = metrics.ccc_loss(pred, target, mask)
+    loss32 = metrics.ccc_loss(target.float(), pred.float(), mask)
+    loss64 = metrics.ccc_loss(target, pred, mask)
     assert loss32.item() == pytest.approx(loss64.item(), abs=1e-5)
 
 
-@pytest.mark.parametrize("reduction", ["concat", "sequence"])
-def test_padding_values_have_no_effect(reduction: str) -> None:
+@pytest.mark.parametrize("ccc_protocol", ["concat", "per_recording"])
+def test_padding_values_have_no_effect(ccc_protocol: str) -> None:
     pred, target, mask = _batch(3)
-    base = metrics.ccc_loss(pred, target, mask, reduction=reduction)
+    base = metrics.ccc_loss(target, pred, mask, ccc_protocol=ccc_protocol)
     pred2, target2 = pred.clone(), target.clone()
     pred2[~mask] = 1e6
     target2[~mask] = float("nan")
-    assert metrics.ccc_loss(pred2, target2, mask, reduction=reduction).item() == pytest.approx(base.item(), abs=1e-12)
+    assert metrics.ccc_loss(target2, pred2, mask, ccc_protocol=ccc_protocol).item() == pytest.approx(base.item(), abs=1e-12)
 
 
 def test_gradients_finite_at_perfect_prediction() -> None:
     _, target, mask = _batch(4)
     pred = target.clone().requires_grad_(True)
-    loss = metrics.ccc_loss(pred, target, mask)
+    loss = metrics.ccc_loss(target, pred, mask)
     loss.backward()
     assert loss.item() == pytest.approx(0.0, abs=1e-12)
     assert torch.isfinite(pred.grad).all()
@@ -151,7 +151,7 @@ def test_gradients_finite_at_perfect_prediction() -> None:
 def test_torch_constant_prediction_gives_loss_one_not_nan() -> None:
     target = torch.randn(2, 30)
     pred = torch.zeros(2, 30, requires_grad=True)
-    loss = metrics.ccc_loss(pred, target)
+    loss = metrics.ccc_loss(target, pred)
     loss.backward()
     assert loss.item() == pytest.approx(1.0)
     assert torch.isfinite(pred.grad).all()
@@ -160,5 +160,5 @@ def test_torch_constant_prediction_gives_loss_one_not_nan() -> None:
 def test_torch_shape_errors() -> None:
     with pytest.raises(ValueError, match="differ in shape"):
         metrics.ccc_loss(torch.zeros(2, 3), torch.zeros(2, 4))
-    with pytest.raises(ValueError, match="unknown reduction"):
-        metrics.ccc_loss(torch.randn(2, 3), torch.randn(2, 3), reduction="mean")
+    with pytest.raises(ValueError, match="unknown ccc_protocol 'sequence'"):
+        metrics.ccc_loss(torch.randn(2, 3), torch.randn(2, 3), ccc_protocol="sequence")

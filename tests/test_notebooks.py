@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -11,6 +12,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 
 from emotools import notebooks, paths
@@ -23,11 +25,69 @@ def test_there_are_notebooks() -> None:
 
 
 @pytest.mark.parametrize("notebook", ALL, ids=[p.stem for p in ALL])
-def test_parameters_are_typed_documented_and_have_smoke(notebook: Path) -> None:
+def test_parameters_are_typed_documented_and_smoke_is_a_preset(notebook: Path) -> None:
     declared = notebooks.notebook_parameters(notebook)
-    assert "smoke" in declared and declared["smoke"].type == "bool" and declared["smoke"].default is False
+    assert "smoke" not in declared, "smoke settings are the notebook's preset, not a parameter"
     for p in declared.values():
         assert p.help, f"{notebook.name}: parameter {p.name} has no help comment"
+    preset = notebooks.smoke_preset(notebook)  # checked like -p overrides: declared names, types, ranges
+    assert set(preset) <= set(declared)
+    assert all(preset[k] != declared[k].default for k in preset), "a preset value equal to the default"
+    if "epochs" in declared:  # every notebook that trains is made tiny
+        assert preset["epochs"] < declared["epochs"].default
+    code = [c.source for c in nbformat.read(notebook, as_version=4).cells if c.cell_type == "code"]
+    names = {node.id for source in code for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Name)}
+    assert "smoke" not in names, "a code cell still overrides parameters for smoke runs"
+
+
+def test_smoke_preset_is_checked_like_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "p.ipynb"
+    params = "epochs: int = 40  # maximum epochs [>= 1]\nsize: str = 'default'  # corpus preset"
+    _write_notebook(path, [], params=params, preset={"epochs": 2, "size": "smoke"})
+    assert notebooks.smoke_preset(str(path)) == {"epochs": 2, "size": "smoke"}
+    _write_notebook(path, [], params=params)
+    assert notebooks.smoke_preset(path) == {}
+    for preset, error, message in [
+        ({"epochs": "two"}, notebooks.ParameterError, "p.ipynb: parameter 'epochs' expects int, got str 'two'"),
+        ({"epochs": 0}, notebooks.ParameterError, "p.ipynb: parameter 'epochs' must be >= 1, got 0"),
+        ({"epoch": 2}, notebooks.ParameterError, "p.ipynb: unknown parameter 'epoch'"),
+        (["epochs", 2], notebooks.NotebookError, "metadata emotools.smoke must map parameter names to values"),
+    ]:
+        _write_notebook(path, [], params=params, preset=preset)
+        with pytest.raises(error, match=re.escape(message)):
+            notebooks.smoke_preset(path)
+
+
+@pytest.mark.slow  # starts Jupyter kernels
+def test_explicit_parameters_win_over_the_smoke_preset(tmp_path: Path, isolated_dirs: dict[str, Path]) -> None:
+    folder = tmp_path / "nbs"
+    folder.mkdir()
+    params = "epochs: int = 40  # maximum epochs [>= 1]\nsize: str = 'default'  # corpus preset"
+    _write_notebook(folder / "p.ipynb", ["print(epochs, size)"], params=params, preset={"epochs": 2, "size": "smoke"})
+    runs = {"smoke": ({}, True, "2 smoke"), "smoke, -p epochs 3": ({"epochs": "3"}, True, "3 smoke"),
+            "defaults": ({}, False, "40 default"), "-p epochs 3": ({"epochs": "3"}, False, "3 default")}
+    for name, (overrides, smoke, printed) in runs.items():
+        [out] = notebooks.run_all(folder=folder, smoke=smoke, parameters=overrides, from_text=True, progress=False)
+        assert _stream_lines(nbformat.read(out, as_version=4)) == [printed], name
+        log = json.loads((isolated_dirs["results"] / "notebooks" / "run_log.json").read_text())
+        assert log[-1]["smoke"] is smoke
+
+
+@pytest.mark.slow
+def test_cli_smoke_with_epochs_3_trains_3_epochs_on_the_smoke_corpus(tmp_path: Path, isolated_dirs: dict[str, Path],
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    results = tmp_path / "results"  # fresh: no cached grid cell from another epoch count
+    monkeypatch.setenv("EMOTOOLS_RESULTS_DIR", str(results))
+    result = subprocess.run(
+        [sys.executable, "-m", "emotools", "run", "--only", "01_ground_truth", "--smoke", "--no-progress",
+         "-p", "epochs", "3", "-p", "architectures", '["mlp"]'],
+        capture_output=True, text=True, cwd=paths.PROJECT_ROOT, timeout=1200,
+    )
+    assert result.returncode == 0, result.stderr
+    [entry] = json.loads((results / "notebooks" / "run_log.json").read_text())
+    assert entry["parameters"] == {"corpus_size": "smoke", "chunk_s": 10.0, "epochs": 3, "architectures": ["mlp"]}
+    [history] = (results / "checkpoints" / "01_ground_truth-smoke").rglob("history.csv")
+    assert sorted(pd.read_csv(history)["epoch"]) == [1, 2, 3]
 
 
 def _outputs(executed: nbformat.NotebookNode) -> list[dict]:
@@ -42,6 +102,7 @@ def _output_text(output: dict) -> str:
     return "\n".join(parts)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("notebook", ALL, ids=[p.stem for p in ALL])
 def test_notebook_runs_in_smoke_mode(notebook: Path, isolated_dirs: dict[str, Path]) -> None:
     [out] = notebooks.run_all([notebook.stem], smoke=True)
@@ -54,7 +115,8 @@ def test_notebook_runs_in_smoke_mode(notebook: Path, isolated_dirs: dict[str, Pa
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(images) >= len(saved), f"{len(saved)} figures saved, {len(images)} shown inline"
     log = json.loads((isolated_dirs["results"] / "notebooks" / "run_log.json").read_text())
-    assert log[-1]["status"] == "ok" and log[-1]["parameters"]["smoke"] is True
+    assert log[-1]["status"] == "ok" and log[-1]["smoke"] is True
+    assert log[-1]["parameters"] == notebooks.smoke_preset(notebook)
     text = "\n".join(_output_text(o) for o in outputs)
     assert "TqdmWarning" not in text and "IProgress" not in text
     assert not [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
@@ -66,6 +128,7 @@ def _stream_lines(executed: nbformat.NotebookNode) -> list[str]:
     return [line for o in _outputs(executed) if o.get("output_type") == "stream" for line in o["text"].splitlines()]
 
 
+@pytest.mark.slow  # starts Jupyter kernels
 def test_progress_bars_leave_one_line_each_in_executed_copy(tmp_path: Path, isolated_dirs: dict[str, Path]) -> None:
     folder = tmp_path / "nbs"
     folder.mkdir()
@@ -85,6 +148,7 @@ def test_progress_bars_leave_one_line_each_in_executed_copy(tmp_path: Path, isol
     assert lines[1].startswith("manual: 100%") and "50/50" in lines[1]
 
 
+@pytest.mark.slow  # starts Jupyter kernels
 def test_figures_are_shown_inline_once_per_savefig(tmp_path: Path, isolated_dirs: dict[str, Path]) -> None:
     folder = tmp_path / "nbs"
     folder.mkdir()
@@ -117,7 +181,7 @@ def empty_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.mark.parametrize(("notebook", "parameters", "message"), [
     ("00_metrics", {"seed": "three"}, "'seed' expects int, got str"),
-    ("00_metrics", {"smoke": 1}, "'smoke' expects bool"),
+    ("00_metrics", {"seed": True}, "'seed' expects int, got bool True"),
     ("00_metrics", {"duration_s": -60.0}, "'duration_s' must be > 0, got -60.0"),
     ("01_ground_truth", {"jobs": -1}, "'jobs' must be >= 0, got -1"),
     ("01_ground_truth", {"seeds": [0, -2]}, r"'seeds' must be >= 0, got \[0, -2\]"),
@@ -143,6 +207,7 @@ def test_ranges_are_read_from_the_end_of_help_comments(tmp_path: Path) -> None:
         notebooks.notebook_parameters(str(path))
 
 
+@pytest.mark.slow  # starts Jupyter kernels
 def test_first_cell_refuses_inconsistent_parameters(isolated_dirs: dict[str, Path]) -> None:
     with pytest.raises(notebooks.NotebookError, match="lag_s=90 must be at least one frame .* shorter than"):
         notebooks.run_all(["00_metrics"], smoke=True, parameters={"lag_s": 90.0})
@@ -150,8 +215,8 @@ def test_first_cell_refuses_inconsistent_parameters(isolated_dirs: dict[str, Pat
 
 def test_command_line_values_are_converted_by_declared_type() -> None:
     nb = paths.NOTEBOOKS_DIR / "00_metrics.ipynb"
-    checked = notebooks.check_parameters(nb, {"seed": "3", "smoke": "true", "duration_s": "20"}, from_text=True)
-    assert checked == {"seed": 3, "smoke": True, "duration_s": 20.0}
+    checked = notebooks.check_parameters(nb, {"seed": "3", "duration_s": "20"}, from_text=True)
+    assert checked == {"seed": 3, "duration_s": 20.0}
     with pytest.raises(notebooks.ParameterError, match="'seed' expects int"):
         notebooks.check_parameters(nb, {"seed": "3.5"}, from_text=True)
     with pytest.raises(notebooks.ParameterError, match="unknown parameter 'sead'"):
@@ -170,6 +235,7 @@ def test_cli_reports_bad_parameter_with_nonzero_exit(value: str, message: str, e
     assert not empty_results.exists()
 
 
+@pytest.mark.slow  # starts Jupyter kernels
 def test_ctrl_c_ends_with_one_line_naming_the_notebook(tmp_path: Path, empty_results: Path) -> None:
     folder = tmp_path / "nbs"
     folder.mkdir()
@@ -206,14 +272,18 @@ def test_unknown_notebook_is_named() -> None:
         notebooks.select_notebooks(["nope"])
 
 
-def _write_notebook(path: Path, cells: list[str], *, params: str = "smoke: bool = False  # tiny configuration") -> None:
+def _write_notebook(path: Path, cells: list[str], *, params: str = "size: int = 1  # a size",
+                    preset: object = None) -> None:
     nb = nbformat.v4.new_notebook()
+    if preset is not None:
+        nb.metadata["emotools"] = {"smoke": preset}
     params = nbformat.v4.new_code_cell(params)
     params.metadata["tags"] = ["parameters"]
     nb.cells = [params] + [nbformat.v4.new_code_cell(c) for c in cells]
     nbformat.write(nb, path)
 
 
+@pytest.mark.slow  # starts Jupyter kernels
 def test_failing_notebook_names_cell_and_keeps_executed_copy(tmp_path: Path, isolated_dirs: dict[str, Path]) -> None:
     folder = tmp_path / "nbs"
     folder.mkdir()
@@ -234,7 +304,7 @@ def test_failing_notebook_names_cell_and_keeps_executed_copy(tmp_path: Path, iso
 
 def test_parameters_cell_must_hold_typed_literals(tmp_path: Path) -> None:
     nb = nbformat.v4.new_notebook()
-    cell = nbformat.v4.new_code_cell("import os\nsmoke: bool = False  # x")
+    cell = nbformat.v4.new_code_cell("import os\nsize: int = 1  # x")
     cell.metadata["tags"] = ["parameters"]
     nb.cells = [cell]
     path = tmp_path / "x.ipynb"

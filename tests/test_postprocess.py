@@ -141,9 +141,9 @@ def test_chain_is_a_fixed_transform_that_round_trips(tmp_path):
     dev, test = dev_set(seed=3), dev_set(seed=4, n=2)
     rng = np.random.default_rng(5)
     preds = [postprocess.delay(r.y, -8) + 0.1 * rng.standard_normal(r.y.shape) for r in dev]
-    chain = postprocess.fit_chain(preds, dev, label_stats=stats(dev), protocol="per_recording",
+    chain = postprocess.fit_chain(preds, dev, label_stats=stats(dev), ccc_protocol="per_recording",
                                   steps=("delay", "smoothing"))
-    assert chain.protocol == "per_recording" and set(chain.report_frame["step"]) == {"delay", "smoothing"}
+    assert chain.ccc_protocol == "per_recording" and set(chain.report_frame["step"]) == {"delay", "smoothing"}
     again = postprocess.PostProcessor.from_dict(json.loads(json.dumps(chain.to_dict())))
     test_preds = [r.y + 0.1 * rng.standard_normal(r.y.shape) for r in test]
     for a, b in zip(chain.apply(test_preds), again.apply(test_preds)):

@@ -16,12 +16,11 @@ import pytest
 import torch
 
 from emotools import models, training
-from emotools.audio import read_audio, write_audio
+from emotools.audio import SAMPLE_RATE, read_audio, write_audio
 from emotools.features import FeatureSpec, extract_signal
 from emotools.predict import LABEL_RANGE, Predictor, cli, load_predictor, output_names, save_predictor
 from emotools.sequences import Normalizer, make_record
 
-SR = 16000
 SPEC = FeatureSpec(level="windowed", window=1.0, hop=0.1)
 
 
@@ -54,9 +53,9 @@ def new_audio(speech: np.ndarray, tmp_path_factory: pytest.TempPathFactory) -> d
     folder = tmp_path_factory.mktemp("new-audio")
     files = {}
     for seconds in (3, 30, 600):
-        signal = np.resize(speech, seconds * SR)
+        signal = np.resize(speech, seconds * SAMPLE_RATE)
         for suffix in (".wav", ".flac", ".m4a"):
-            files[write_audio(folder / f"talk{seconds}s{suffix}", signal, SR)] = float(seconds)
+            files[write_audio(folder / f"talk{seconds}s{suffix}", signal, SAMPLE_RATE)] = float(seconds)
     return files
 
 
@@ -86,7 +85,7 @@ def test_predict_cli_on_new_audio_of_every_length_and_format(main_job, new_audio
         values = frame[["arousal", "valence"]].to_numpy()
         assert np.isfinite(values).all() and values.min() >= LABEL_RANGE[0] and values.max() <= LABEL_RANGE[1]
         if seconds not in frames:  # every window a whole-file extraction gives (same count in every format)
-            frames[seconds] = len(extract_signal(read_audio(path), SR, SPEC))
+            frames[seconds] = len(extract_signal(read_audio(path), SAMPLE_RATE, SPEC))
         assert len(frame) == frames[seconds] >= seconds * 10 - 10
         np.testing.assert_allclose(frame["time"], SPEC.window / 2 + np.arange(frames[seconds]) * SPEC.hop, atol=1e-5)
         assert values.std(axis=0).min() > 0, f"{path.name}: constant prediction"
@@ -95,8 +94,8 @@ def test_predict_cli_on_new_audio_of_every_length_and_format(main_job, new_audio
 def test_main_job_predictor_on_blocks_matches_its_whole_file_pass(main_job, speech: np.ndarray) -> None:
     # attention_tdnn_lstm or whatever won on dev: blocks of 40 s, the model's own overlap
     predictor = load_predictor(main_job.predictor)
-    whole = predictor.predict_signal(speech[: 100 * SR], block_s=float("inf"))
-    blocked = predictor.predict_signal(speech[: 100 * SR], block_s=40.0)
+    whole = predictor.predict_signal(speech[: 100 * SAMPLE_RATE], block_s=float("inf"))
+    blocked = predictor.predict_signal(speech[: 100 * SAMPLE_RATE], block_s=40.0)
     np.testing.assert_array_equal(blocked["time"], whole["time"])
     np.testing.assert_allclose(blocked[["arousal", "valence"]], whole[["arousal", "valence"]], atol=1e-5)
 
@@ -118,12 +117,12 @@ def _trained(name: str, normalization: str, x: np.ndarray, seed: int = 0) -> tra
 
 @pytest.fixture(scope="module")
 def signal_90s(speech: np.ndarray) -> np.ndarray:
-    return speech[20 * SR : 110 * SR]
+    return speech[20 * SAMPLE_RATE : 110 * SAMPLE_RATE]
 
 
 @pytest.fixture(scope="module")
 def features_90s(signal_90s: np.ndarray) -> pd.DataFrame:
-    return extract_signal(signal_90s, SR, SPEC)
+    return extract_signal(signal_90s, SAMPLE_RATE, SPEC)
 
 
 @pytest.mark.parametrize("name", ["mlp", "tdnn", "attention", "attention_tdnn", "tcn", "dsus"])
@@ -148,7 +147,7 @@ def test_feature_blocks_equal_whole_file_features(signal_90s, features_90s, tmp_
     from emotools.predict import file_features
 
     chunks = [signal_90s[i : i + 7777] for i in range(0, len(signal_90s), 7777)]  # odd chunk sizes
-    feats = file_features(chunks, SR, SPEC, tmp_path, block_s=11.0)
+    feats = file_features(chunks, SAMPLE_RATE, SPEC, tmp_path, block_s=11.0)
     whole = features_90s.iloc[:, 2:].to_numpy(np.float32)
     np.testing.assert_array_equal(np.asarray(feats.x), whole)
     np.testing.assert_allclose(feats.time, ((features_90s["start"] + features_90s["end"]) / 2).to_numpy())
@@ -176,9 +175,9 @@ def test_output_names_are_distinct() -> None:
 
 def test_cli_gives_every_input_its_own_outputs(small_predictor, signal_90s, tmp_path: Path, capsys) -> None:
     audio = tmp_path / "audio"
-    talk = write_audio(audio / "talk.wav", signal_90s[: 5 * SR], SR)
-    other = write_audio(audio / "talk.flac", signal_90s[5 * SR : 12 * SR], SR)
-    failures = write_audio(audio / "failures.wav", signal_90s[: 8 * SR], SR)
+    talk = write_audio(audio / "talk.wav", signal_90s[: 5 * SAMPLE_RATE], SAMPLE_RATE)
+    other = write_audio(audio / "talk.flac", signal_90s[5 * SAMPLE_RATE : 12 * SAMPLE_RATE], SAMPLE_RATE)
+    failures = write_audio(audio / "failures.wav", signal_90s[: 8 * SAMPLE_RATE], SAMPLE_RATE)
     link = audio / "sub" / "talk.wav"
     link.parent.mkdir()
     link.symlink_to(other)  # a link named like talk.wav pointing at talk.flac
@@ -193,7 +192,7 @@ def test_cli_gives_every_input_its_own_outputs(small_predictor, signal_90s, tmp_
     assert "loop_a.wav" in err and "1 repeated path" in err
     assert pd.read_csv(out / "failures.csv")["file"].tolist() == [str(loop_a)]
     lengths = {p.relative_to(out).as_posix(): len(pd.read_csv(p)) for p in out.rglob("*.csv") if p.name != "failures.csv"}
-    frames = {s: len(extract_signal(signal_90s[: s * SR], SR, SPEC)) for s in (5, 7, 8)}
+    frames = {s: len(extract_signal(signal_90s[: s * SAMPLE_RATE], SAMPLE_RATE, SPEC)) for s in (5, 7, 8)}
     assert sorted(lengths.values()) == sorted([frames[5], frames[7], frames[8], frames[7]]), lengths
     assert len(lengths) == 4
 

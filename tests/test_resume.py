@@ -30,13 +30,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from fixtures_bad import add_recording, emotools_env, labels, training_records, voiced
 
 from emotools import training
-
-pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest
 from emotools.corpora import scan
 from emotools.features import FeatureSpec, FeatureStore, extract
-from fixtures_bad import add_recording, emotools_env, labels, training_records, voiced
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest
 
 TESTS = Path(__file__).parent
 SEED = 20240509
@@ -119,7 +119,7 @@ def test_extraction_killed_five_times_ends_like_an_uninterrupted_run(small_corpu
             wanted = before
         else:  # a random number of recordings further, then a random fraction of the next one
             wanted = min(before + int(rng.integers(1, 4)), total)
-            _wait_until(lambda: len(_feature_files(out)) >= wanted, child)
+            _wait_until(lambda wanted=wanted: len(_feature_files(out)) >= wanted, child)
             time.sleep(rng.uniform(0.0, 0.12))
         exited = child.poll() is not None
         _kill(child)
@@ -155,8 +155,8 @@ def test_extraction_killed_five_times_ends_like_an_uninterrupted_run(small_corpu
 
 # --------------------------------------------------------------------------- training
 
-FIT = dict(epochs=6, batch_size=4, chunk_s=8.0, lr=3e-3, warmup_steps=4, patience=100, seed=7,
-           model_options={"hidden": 24, "dropout": 0.2}, progress=False)
+FIT = training.FitOptions(epochs=6, batch_size=4, chunk_s=8.0, lr=3e-3, warmup_steps=4, patience=100, seed=7,
+                          model_options={"hidden": 24, "dropout": 0.2})
 ARCH = "lstm"
 
 
@@ -164,9 +164,11 @@ def _data() -> tuple[list, list]:
     return training_records(8, seed=1), training_records(2, seed=2, split="dev")
 
 
-def _fit(checkpoint_dir: Path | None, **extra) -> training.TrainedModel:
+def _fit(checkpoint_dir: Path | None, *, resume: bool = True, callback=None, **options) -> training.TrainedModel:
+    """``fit`` with :data:`FIT`, some of its options replaced by ``options``."""
     train, dev = _data()
-    return training.fit(ARCH, train, dev, checkpoint_dir=checkpoint_dir, **{**FIT, **extra})
+    return training.fit(ARCH, train, dev, FIT.replace(**options), checkpoint_dir=checkpoint_dir, resume=resume,
+                        callback=callback, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -196,7 +198,7 @@ def _same_checkpoints(folder: Path, reference: Path) -> None:
 
 def test_uninterrupted_fit_learns_and_is_repeatable(uninterrupted: SimpleNamespace, tmp_path: Path) -> None:
     history = uninterrupted.trained.history
-    assert len(history) == FIT["epochs"] and history[-1]["train_loss"] < history[0]["train_loss"]
+    assert len(history) == FIT.epochs and history[-1]["train_loss"] < history[0]["train_loss"]
     assert math.isfinite(history[-1]["dev_ccc"])
     _same_run(_fit(None), uninterrupted.trained)  # the baseline of the tests below is deterministic
 
@@ -219,7 +221,7 @@ def test_fit_crashing_after_epoch_k_resumes_to_the_same_result(
     assert state["state"]["epoch"] == crash_after
     epochs_run = []
     resumed = _fit(tmp_path, callback=lambda row: epochs_run.append(row["epoch"]))
-    assert epochs_run == list(range(crash_after + 1, FIT["epochs"] + 1)), "resume must run only the missing epochs"
+    assert epochs_run == list(range(crash_after + 1, FIT.epochs + 1)), "resume must run only the missing epochs"
     _same_run(resumed, uninterrupted.trained)
     _same_checkpoints(tmp_path, uninterrupted.folder)
 
@@ -270,10 +272,10 @@ def test_fit_killed_in_a_subprocess_resumes_from_its_last_checkpoint(
     _kill(child)
     assert seen == list(range(1, kill_after + 1)), child.stderr.read()
     done = torch.load(folder / "last.pt", weights_only=True)["state"]["epoch"]
-    assert kill_after <= done < FIT["epochs"], "the child finished before the kill"
+    assert kill_after <= done < FIT.epochs, "the child finished before the kill"
 
     epochs_run = []
     resumed = _fit(folder, callback=lambda row: epochs_run.append(row["epoch"]))
-    assert epochs_run == list(range(done + 1, FIT["epochs"] + 1))
+    assert epochs_run == list(range(done + 1, FIT.epochs + 1))
     _same_run(resumed, uninterrupted.trained)
     _same_checkpoints(folder, uninterrupted.folder)

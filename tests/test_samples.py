@@ -65,9 +65,9 @@ def test_samples_are_idempotent_and_refuse_other_configurations(sample_roots, tm
 def test_cli_and_default_location(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("EMOTOOLS_DATA_DIR", str(tmp_path))  # its own: notebooks render default samples
     assert samples.cli(["--corpus", "voxceleb2", "--speakers", "1", "--sessions", "1", "--minutes", "0.1",
-                        "--quiet"]) == 0
+                        "--no-progress"]) == 0
     root = tmp_path / "samples" / "voxceleb2"
     assert f"voxceleb2: {root}" in capsys.readouterr().out
     assert samples.sample_root("voxceleb2") == root and list(root.glob("dev/aac/*/*/*.m4a"))
-    assert samples.cli(["--corpus", "voxceleb2", "--speakers", "2", "--quiet"]) == 1
+    assert samples.cli(["--corpus", "voxceleb2", "--speakers", "2", "--no-progress"]) == 1
     assert "another configuration" in capsys.readouterr().err

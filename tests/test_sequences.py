@@ -227,7 +227,7 @@ def test_the_two_protocols_against_direct_computation():
     truths = [rng.standard_normal((50, 2)) + i for i in range(3)]  # recordings differ in level
     preds = [t * 0.5 + rng.standard_normal(t.shape) * 0.3 for t in truths]
     concat = sequences.protocol_ccc(truths, preds, "concat")
-    per = sequences.protocol_ccc(truths, preds, sequences.Protocol.PER_RECORDING)
+    per = sequences.protocol_ccc(truths, preds, metrics.CCCProtocol.PER_RECORDING)
     T, P = np.concatenate(truths), np.concatenate(preds)
     for k in range(2):
         assert concat[k] == pytest.approx(metrics.ccc(T[:, k], P[:, k]))

@@ -25,10 +25,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from fixtures_bad import add_recording, emotools_env, labels, voiced
 
 from emotools.features import FeatureError, FeatureSpec, FeatureStore, cli, extract, extract_file
 from emotools.features.store import RACY_NS, AudioDigests, file_digest, partial_path, verified_entry
-from fixtures_bad import add_recording, emotools_env, labels, voiced
 
 SPEC = FeatureSpec(level="windowed", window=1.0, hop=0.1)
 NAMES = ["r0", "r1", "r2", "r3"]

@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 
 from emotools import experiments, labels, metrics, models, parallel, plots, postprocess, sequences, study
-from emotools.study import cost
 from emotools.sequences import SequenceRecord
+from emotools.study import cost
+from emotools.training import FitOptions
 
 # --------------------------------------------------------------------------- settings
 
@@ -169,7 +170,7 @@ def test_run_sweep_rows_caching_and_parallel_equal_serial(tmp_path: Path) -> Non
     records_by_lag = {0.0: _records(0), 2.0: _records(20)}
     mlp, tdnn = study.Setting("mlp"), study.Setting("tdnn", "layers", 2)
     plan = study.make_plan([mlp, tdnn], study_lag_s=2.0, lags_s=[0.0], lag_settings=[mlp])
-    options = dict(seeds=[0, 1], epochs=2, chunk_s=6.0, progress=False)
+    options = dict(seeds=[0, 1], fit_options=FitOptions(epochs=2, chunk_s=6.0), progress=False)
     sweep = study.run_sweep(records_by_lag, plan, run_dir=tmp_path / "serial", jobs=1, **options)
     r = sweep.results
     assert set(zip(r["lag_s"], r["setting"])) == {(2.0, "mlp"), (2.0, "tdnn (2 layers)"), (0.0, "mlp")}
@@ -178,7 +179,7 @@ def test_run_sweep_rows_caching_and_parallel_equal_serial(tmp_path: Path) -> Non
     assert set(r["postprocess"]) == {"none", "avec", "delay"}
     delay = r[r["postprocess"] == "delay"]
     assert (delay["split"] == "test").all() and delay["delay_s"].between(0, 6).all()
-    assert set(r["protocol"]) == {"annotation, lag 0 s", "annotation, lag 2 s"}
+    assert set(r["label_protocol"]) == {"annotation, lag 0 s", "annotation, lag 2 s"}
     assert r.loc[r["setting"] == "tdnn (2 layers)", "receptive_field_s"].eq(1.1).all()
     assert (r["architecture"] == r["setting"]).all() and r["ccc"].notna().all() and (r["train_seconds"] >= 0).all()
     assert len(sweep.predictions(2.0, "mlp")) == 1 and sweep.predictions(2.0, "mlp")[0].shape == (150, 2)
@@ -232,7 +233,7 @@ def _study_table() -> pd.DataFrame:
         name = family if knob is None else f"{family} ({knob} {value})"
         for seed in seeds:
             for target, c in ccc_by_target.items():
-                rows.append({"dataset": "ground_truth", "protocol": f"annotation, lag {lag:g} s", "architecture": name,
+                rows.append({"dataset": "ground_truth", "label_protocol": f"annotation, lag {lag:g} s", "architecture": name,
                              "target": target, "mode": "joint", "seed": seed, "split": "test", "postprocess": post,
                              "ccc": c + (0.01 if seed else -0.01), "family": family, "setting": name,
                              "knob": knob or "", "value": value, "receptive_field_s": ctx, "context_s": ctx,
@@ -499,9 +500,9 @@ def test_architecture_results_keep_test_raw_rows_and_one_mode() -> None:
     for mode in ("joint", "separate"):
         for split in ("dev", "test"):
             for post in ("none", "avec"):
-                rows.append({**base, "dataset": "ground_truth", "protocol": "annotation", "architecture": "mlp",
+                rows.append({**base, "dataset": "ground_truth", "label_protocol": "annotation", "architecture": "mlp",
                              "target": "arousal", "mode": mode, "split": split, "postprocess": post})
-    rows.append({**base, "dataset": "librispeech", "protocol": "seed", "architecture": "lstm", "target": "arousal",
+    rows.append({**base, "dataset": "librispeech", "label_protocol": "seed", "architecture": "lstm", "target": "arousal",
                  "mode": "separate", "split": "test", "postprocess": "none"})
     table = pd.DataFrame(rows)
     names = ["01_ground_truth", "LibriSpeech", "00_metrics"]

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from emotools import corpora, espeak, labels, synth
+from emotools.audio import SAMPLE_RATE
 from emotools.corpora.splits import leaking_speakers, split_counts
 
 TEXTS = ("The dog waited by the gate", "She folded the letter twice", "A cold wind came down",
@@ -73,8 +74,8 @@ def _measure(smile: opensmile.Smile, speaker: synth.Speaker, prosody: synth.Unit
     rows = []
     for text in TEXTS:
         x = synth.apply_tilt(espeak.render(text, speaker.voice, prosody.espeak()), prosody.tilt)
-        row = smile.process_signal(x, synth.SR).iloc[0]
-        row["seconds"] = x.size / synth.SR
+        row = smile.process_signal(x, SAMPLE_RATE).iloc[0]
+        row["seconds"] = x.size / SAMPLE_RATE
         rows.append(row)
     return pd.DataFrame(rows).mean()
 
@@ -244,13 +245,13 @@ def test_worker_processes_give_the_same_corpus(tmp_path):
 def test_cli(tmp_path, capsys):
     out = tmp_path / "cli"
     assert synth.cli(["--out", str(out), "--speakers", "2", "--sessions", "1", "--minutes", "0.1",
-                      "--seed", "1", "--jobs", "1", "--quiet"]) == 0
+                      "--seed", "1", "--jobs", "1", "--no-progress"]) == 0
     assert "2 recordings, 2 speakers" in capsys.readouterr().out
     assert len(list((out / "audio").glob("*.wav"))) == 2
     with pytest.raises(SystemExit):
         synth.cli(["--speakers", "3"])  # a custom size needs --out
     assert "--out is required" in capsys.readouterr().err
-    assert synth.cli(["--out", str(out), "--speakers", "3", "--minutes", "0.1", "--quiet"]) == 1
+    assert synth.cli(["--out", str(out), "--speakers", "3", "--minutes", "0.1", "--no-progress"]) == 1
     assert "another configuration" in capsys.readouterr().err
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 import numpy as np
 import pytest
@@ -15,11 +16,11 @@ from emotools.sequences import SequenceRecord
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest
 
 
-FAST = {"epochs": 3, "batch_size": 4, "chunk_s": 6.0, "progress": False, "warmup_steps": 2}
+FAST = {"epochs": 3, "batch_size": 4, "chunk_s": 6.0, "warmup_steps": 2}
 
 
-def small(name: str, **extra) -> dict:
-    """fit() keyword arguments for a small, fast instance of ``name``."""
+def small(name: str, **extra) -> training.FitOptions:
+    """FitOptions for a small, fast instance of ``name`` (``extra``: model options)."""
     fields = {f.name for f in dataclasses.fields(models.MODELS[name])}
     options = {"hidden": 16}
     if "contexts" in fields:
@@ -29,7 +30,7 @@ def small(name: str, **extra) -> dict:
     if "levels" in fields:
         options["levels"] = 2
     options.update(extra)
-    return {**FAST, "model_options": options}
+    return training.FitOptions(**FAST, model_options=options)
 
 
 def toy_records(n: int, *, T: int = 120, n_features: int = 8, seed: int = 0, split: str = "train") -> list[SequenceRecord]:
@@ -63,24 +64,57 @@ def test_losses_match_their_definitions():
     torch.manual_seed(0)
     pred, target = torch.randn(3, 10, 2), torch.randn(3, 10, 2)
     mask = models.lengths_to_mask(torch.tensor([10, 7, 3]), 10)
-    ccc = training.compute_loss(pred, target, mask, "ccc")
-    assert ccc == pytest.approx(float(metrics.ccc_loss(pred, target, mask)))
+    ccc = training.compute_loss(target, pred, mask, "ccc")
+    assert ccc == pytest.approx(float(metrics.ccc_loss(target, pred, mask)))
     p, t = pred[mask].numpy(), target[mask].numpy()
     assert ccc == pytest.approx(1 - np.mean([metrics.ccc(t[:, k], p[:, k]) for k in range(2)]), abs=1e-5)
-    mse = training.compute_loss(pred, target, mask, "mse")
+    mse = training.compute_loss(target, pred, mask, "mse")
     assert mse == pytest.approx(metrics.mse(t, p), rel=1e-5)
     pred_garbage = pred.clone()
     pred_garbage[~mask] = float("nan")
-    assert training.compute_loss(pred_garbage, target, mask, "ccc+mse") == pytest.approx(float(ccc + mse), rel=1e-5)
+    assert training.compute_loss(target, pred_garbage, mask, "ccc+mse") == pytest.approx(float(ccc + mse), rel=1e-5)
     with pytest.raises(training.TrainingError, match="unknown loss 'mae'"):
-        training.compute_loss(pred, target, mask, "mae")
+        training.compute_loss(target, pred, mask, "mae")
 
 
 # --------------------------------------------------------------------------- fit
 
 
+@pytest.mark.parametrize("bad, message", [
+    ({"epochs": 0}, "epochs: must be an integer >= 1, got 0"),
+    ({"batch_size": 2.5}, "batch_size: must be an integer >= 1, got 2.5"),
+    ({"loss": "mae"}, "unknown loss 'mae': use 'ccc', 'mse' or 'ccc+mse'"),
+    ({"lr": -1.0}, "lr: must be a number >= 0, got -1.0"),
+    ({"chunk_s": 0}, "chunk_s: must be a number > 0 or None, got 0"),
+    ({"normalization": "z"}, "normalization: unknown value 'z'"),
+    ({"ccc_protocol": "sequence"}, "ccc_protocol: unknown value 'sequence'"),
+    ({"targets": "arousal"}, "targets: must be a non-empty sequence"),
+])
+def test_fit_options_are_checked_when_made(bad, message):
+    with pytest.raises(training.TrainingError, match=re.escape(message)):
+        training.FitOptions(**bad)
+
+
+def test_fit_options_round_trip_and_keep_the_checkpoint_fingerprint():
+    options = training.FitOptions(targets=["arousal"], epochs=5, seed=np.int64(3), model_options={"hidden": 8})
+    assert options.targets == ("arousal",) and type(options.seed) is int
+    assert training.FitOptions.from_dict(json.loads(json.dumps(options.to_dict()))) == options
+    with pytest.raises(training.TrainingError, match=r"unknown option\(s\) \['protocol'\]"):
+        training.FitOptions.from_dict({"protocol": "concat"})
+    # the layout checkpoints written before FitOptions became the way in have stored: they still resume
+    config = models.make_config("mlp", n_features=8, n_targets=1, hidden=8)
+    assert options.replace(epochs=9).fingerprint(config, ("arousal",)) == {
+        "model": config.to_dict(), "targets": ["arousal"], "loss": "ccc", "batch_size": 16, "lr": 2e-3,
+        "weight_decay": 0.0, "clip_norm": 1.0, "warmup_steps": 50, "patience": 8, "chunk_s": 30.0, "hop_s": None,
+        "normalization": "global", "protocol": "concat", "seed": 3}
+    assert training.fingerprint_differences({"protocol": "concat", "lr": 1}, {"protocol": "per_recording", "lr": 1}) \
+        == ["ccc_protocol"]
+    with pytest.raises(training.TrainingError, match="options: must be a FitOptions, got dict"):
+        training.fit("mlp", [], None, {"epochs": 1})
+
+
 def test_fit_learns_and_keeps_history(data):
-    trained = training.fit("tdnn", data["train"], data["dev"], **{**small("tdnn"), "epochs": 12, "lr": 1e-2})
+    trained = training.fit("tdnn", data["train"], data["dev"], small("tdnn").replace(epochs=12, lr=1e-2), progress=False)
     frame = trained.history_frame
     assert list(frame["epoch"]) == list(range(1, len(frame) + 1))
     for column in ("train_loss", "train_ccc", "dev_loss", "dev_ccc", "train_ccc_arousal", "dev_ccc_valence", "lr"):
@@ -97,8 +131,8 @@ def test_fit_learns_and_keeps_history(data):
 
 
 def test_same_seed_same_metrics_different_seed_different(data):
-    runs = [training.fit("attention_tdnn_lstm", data["train"], data["dev"], seed=s, **small("attention_tdnn_lstm"))
-            for s in (3, 3, 4)]
+    runs = [training.fit("attention_tdnn_lstm", data["train"], data["dev"], small("attention_tdnn_lstm").replace(seed=s),
+                         progress=False) for s in (3, 3, 4)]
     assert history_without_time(runs[0]) == history_without_time(runs[1])
     preds = [r.predict(data["test"]) for r in runs]
     for a, b in zip(preds[0], preds[1]):
@@ -108,29 +142,30 @@ def test_same_seed_same_metrics_different_seed_different(data):
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
-    training.fit("mlp", data["train"], data["dev"], **{**small("mlp"), "epochs": 1})
+    training.fit("mlp", data["train"], data["dev"], small("mlp").replace(epochs=1), progress=False)
     assert torch.equal(torch.rand(3), expected)
 
 
 def test_early_stopping_keeps_the_best_epoch(data):
     # lr=0: the dev CCC never improves on epoch 1, so training stops after `patience` more epochs
-    trained = training.fit("mlp", data["train"], data["dev"], **{**small("mlp"), "epochs": 20, "lr": 0.0, "patience": 2})
+    trained = training.fit("mlp", data["train"], data["dev"], small("mlp").replace(epochs=20, lr=0.0, patience=2),
+                           progress=False)
     assert len(trained.history) == 3 and trained.best_epoch == 1
 
 
 def test_single_target_and_one_model_per_target(data):
-    trained = training.fit("lstm", data["train"], data["dev"], targets=["valence"], **small("lstm"))
+    trained = training.fit("lstm", data["train"], data["dev"], small("lstm").replace(targets=["valence"]), progress=False)
     assert trained.model.config.n_targets == 1 and trained.targets == ("valence",)
     pred = trained.predict(data["test"])
     assert [p.shape for p in pred] == [(120, 1)] * 3
     assert list(training.evaluate(trained, data["test"])["target"]) == ["valence"]
-    each = training.fit_each_target("mlp", data["train"], data["dev"], **{**small("mlp"), "epochs": 1})
+    each = training.fit_each_target("mlp", data["train"], data["dev"], small("mlp").replace(epochs=1), progress=False)
     assert sorted(each) == ["arousal", "valence"] and each["arousal"].targets == ("arousal",)
 
 
 @pytest.mark.parametrize("loss", ["mse", "ccc+mse"])
 def test_other_losses_train(data, loss):
-    trained = training.fit("tcn", data["train"], data["dev"], loss=loss, **small("tcn"))
+    trained = training.fit("tcn", data["train"], data["dev"], small("tcn").replace(loss=loss), progress=False)
     assert trained.options["loss"] == loss and np.isfinite(trained.history_frame["dev_loss"]).all()
 
 
@@ -141,7 +176,7 @@ def test_fit_refuses_bad_input(data):
     with pytest.raises(training.TrainingError, match="train record train0 has no labels"):
         training.fit("mlp", [unlabelled], progress=False)
     with pytest.raises(training.TrainingError, match=r"lacks target\(s\) \['dominance'\]"):
-        training.fit("mlp", data["train"], targets=["dominance"], progress=False)
+        training.fit("mlp", data["train"], None, training.FitOptions(targets=["dominance"]), progress=False)
     with pytest.raises(models.ModelConfigError, match="unknown model"):
         training.fit("transformer", data["train"], progress=False)
 
@@ -150,7 +185,8 @@ def test_fit_refuses_bad_input(data):
 
 
 def test_predict_full_sequences_in_input_order(data):
-    trained = training.fit("attention", data["train"], data["dev"], **{**small("attention", window=4), "epochs": 1})
+    trained = training.fit("attention", data["train"], data["dev"], small("attention", window=4).replace(epochs=1),
+                           progress=False)
     records = [data["test"][0], data["test"][1].replace(x=data["test"][1].x[:37], y=data["test"][1].y[:37],
                                                         time=data["test"][1].time[:37])]
     together = trained.predict(records, batch_size=2)
@@ -173,16 +209,17 @@ def test_evaluate_reports_both_named_protocols(data):
         assert row["ccc_concat"] == pytest.approx(metrics.ccc(T, P))
         assert row["ccc_per_recording"] == pytest.approx(np.mean([metrics.ccc(t[:, k], p[:, k]) for t, p in zip(truths, preds)]))
         assert row["n_recordings"] == 3 and row["n_frames"] == 360
-    assert "AVEC 2019" in scores.attrs["protocols"]["ccc_concat"]
-    assert "AVEC 2018" in scores.attrs["protocols"]["ccc_per_recording"]
+    assert "AVEC 2019" in scores.attrs["ccc_protocols"]["ccc_concat"]
+    assert "AVEC 2018" in scores.attrs["ccc_protocols"]["ccc_per_recording"]
 
 
 # --------------------------------------------------------------------------- checkpoints
 
 
 def test_checkpoint_round_trip(data, tmp_path):
-    trained = training.fit("attention_lstm", data["train"], data["dev"], normalization="speaker",
-                           checkpoint_dir=tmp_path, **small("attention_lstm"))
+    trained = training.fit("attention_lstm", data["train"], data["dev"],
+                           small("attention_lstm").replace(normalization="speaker"), checkpoint_dir=tmp_path,
+                           progress=False)
     path = trained.save(tmp_path / "copy" / "model.pt")
     raw = torch.load(path, weights_only=True)  # plain tensors and strings only
     assert set(raw) == {"format", "config", "meta", "normalization", "state_dict"}
@@ -207,24 +244,26 @@ class Interrupt(Exception):
 
 
 def test_interrupted_fit_resumes_to_the_same_result(data, tmp_path):
-    options = {**small("attention_tdnn"), "epochs": 4, "seed": 7}
-    straight = training.fit("attention_tdnn", data["train"], data["dev"], **options)
+    options = small("attention_tdnn").replace(epochs=4, seed=7)
+    straight = training.fit("attention_tdnn", data["train"], data["dev"], options, progress=False)
 
     def stop_after_two(row):
         if row["epoch"] == 2:
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        training.fit("attention_tdnn", data["train"], data["dev"], checkpoint_dir=tmp_path, callback=stop_after_two, **options)
+        training.fit("attention_tdnn", data["train"], data["dev"], options, checkpoint_dir=tmp_path,
+                     callback=stop_after_two, progress=False)
     state = torch.load(tmp_path / "last.pt", weights_only=True)
     assert state["state"]["epoch"] == 2 and "optimizer" in state and "rng" in state
-    resumed = training.fit("attention_tdnn", data["train"], data["dev"], checkpoint_dir=tmp_path, **options)
+    resumed = training.fit("attention_tdnn", data["train"], data["dev"], options, checkpoint_dir=tmp_path, progress=False)
     assert history_without_time(resumed) == history_without_time(straight)
     for (k, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(a, b), k
     # a different run must not silently continue this one
     with pytest.raises(training.TrainingError, match=r"different run \(differs in \['lr'\]\)"):
-        training.fit("attention_tdnn", data["train"], data["dev"], checkpoint_dir=tmp_path, **{**options, "lr": 0.1})
-    fresh = training.fit("attention_tdnn", data["train"], data["dev"], checkpoint_dir=tmp_path, resume=False,
-                         **{**options, "epochs": 1})
+        training.fit("attention_tdnn", data["train"], data["dev"], options.replace(lr=0.1), checkpoint_dir=tmp_path,
+                     progress=False)
+    fresh = training.fit("attention_tdnn", data["train"], data["dev"], options.replace(epochs=1),
+                         checkpoint_dir=tmp_path, resume=False, progress=False)
     assert len(fresh.history) == 1

@@ -20,7 +20,7 @@ import pandas as pd
 from . import annotated, librispeech, voxceleb
 from .annotated import AnnotationError, read_annotation, write_annotation
 from .base import COLUMNS, CorpusError, summarize
-from .sessions import chain_sessions, render_session, write_sessions
+from .sessions import chain_sessions, join_segments, write_sessions
 from .splits import SPLITS, assign_speaker_splits, leaking_speakers, read_split_file, write_split_file
 
 __all__ = [
@@ -37,7 +37,7 @@ __all__ = [
     "read_split_file",
     "write_split_file",
     "chain_sessions",
-    "render_session",
+    "join_segments",
     "write_sessions",
     "summarize",
     "limit_hours",

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import re
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ..audio import AUDIO_SUFFIXES
+from ..fileio import atomic_write
 from .base import COLUMNS, CorpusError, Problems, finish, inside, probe
 from .csvfiles import check_separator, read_csv
 from .splits import SPLITS
@@ -167,14 +167,8 @@ def write_annotation(path: str | os.PathLike, frame: pd.DataFrame) -> Path:
     """
     path = Path(path)
     checked = check_annotation(frame, path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.partial")
-    try:
+    with atomic_write(path) as temporary:
         checked.to_csv(temporary, index=False, float_format="%.9g")
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
     return path
 
 

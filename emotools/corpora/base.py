@@ -17,9 +17,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
-from ..progress import tqdm
 
 from ..audio import AudioError, AudioInfo, audio_info
+from ..errors import EmotoolsError
+from ..progress import tqdm
 from .splits import SPLITS, assign_speaker_splits
 
 __all__ = [
@@ -41,20 +42,12 @@ COLUMNS: tuple[str, ...] = ("file", "utterance", "speaker", "session", "duration
 _LOGGED_PROBLEMS = 50  # individual warnings per scan; the rest are counted
 
 
-class CorpusError(Exception):
+class CorpusError(EmotoolsError):
     """A corpus that cannot be scanned at all (missing root, no audio in the layout, ...).
 
     ``str(err)`` is ``"<path>: <reason>"``; per-file problems are not errors
     but entries in ``table.attrs["problems"]``.
     """
-
-    def __init__(self, path: str | os.PathLike, reason: str) -> None:
-        super().__init__(str(path), reason)
-        self.path = str(path)
-        self.reason = reason
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.reason}"
 
 
 class Problems(list):

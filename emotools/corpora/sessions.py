@@ -4,7 +4,7 @@ LibriSpeech and VoxCeleb utterances last seconds; temporal models need
 minutes. :func:`chain_sessions` strings a speaker's consecutive utterances
 (chapter / video order, then utterance order) into chained sessions of about
 ``target_minutes``, and records where each utterance starts and ends inside
-its chain; :func:`render_session` produces a chain's audio so that those
+its chain; :func:`join_segments` produces a chain's audio so that those
 times hold to the sample; :func:`write_sessions` renders every chain to a
 file and returns a corpus table of the long recordings.
 
@@ -22,12 +22,13 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from ..progress import tqdm
 
-from ..audio import AudioError, read_audio, write_audio
+from ..audio import SAMPLE_RATE, AudioError, read_audio, write_audio
+from ..fileio import write_text
+from ..progress import tqdm
 from .base import Problems, natural_key, summarize
 
-__all__ = ["chain_sessions", "render_session", "write_sessions"]
+__all__ = ["chain_sessions", "join_segments", "write_sessions"]
 
 logger = logging.getLogger("emotools.corpora")
 
@@ -127,7 +128,7 @@ def chain_sessions(
     return out
 
 
-def render_session(segments: pd.DataFrame, *, sr: int = 16000) -> np.ndarray:
+def join_segments(segments: pd.DataFrame, *, sr: int = SAMPLE_RATE) -> np.ndarray:
     """The audio of one chain: its utterances at their ``start`` / ``end`` times.
 
     Each utterance occupies samples ``round(start * sr)`` to ``round(end * sr)``
@@ -147,7 +148,7 @@ def render_session(segments: pd.DataFrame, *, sr: int = 16000) -> np.ndarray:
         AudioError: an utterance cannot be decoded (names the file).
     """
     if segments.empty or segments["chain"].nunique() != 1:
-        raise ValueError("render_session needs the rows of exactly one chain")
+        raise ValueError("join_segments needs the rows of exactly one chain")
     segments = segments.sort_values("position")
     total = int(round(float(segments["end"].max()) * sr))
     signal = np.zeros(total, dtype=np.float32)
@@ -166,7 +167,7 @@ def write_sessions(
     chains: pd.DataFrame,
     out: str | os.PathLike,
     *,
-    sr: int = 16000,
+    sr: int = SAMPLE_RATE,
     suffix: Literal[".flac", ".wav"] = ".flac",
     progress: bool = True,
 ) -> pd.DataFrame:
@@ -196,7 +197,7 @@ def write_sessions(
         first = segments.iloc[0]
         file = out / _safe_name(str(first["speaker"])) / f"{_safe_name(str(chain))}{suffix}"
         try:
-            signal = render_session(segments, sr=sr)
+            signal = join_segments(segments, sr=sr)
         except AudioError as error:
             problems.add(error.path, f"{error.reason}; chain {chain!r} skipped")
             continue
@@ -206,7 +207,7 @@ def write_sessions(
         if "split" in segments.columns:
             row["split"] = first["split"]
         rows.append(row)
-    chains.to_csv(out / "segments.csv", index=False)
+    write_text(out / "segments.csv", chains.to_csv(index=False))
     columns = ["file", "utterance", "speaker", "session", "duration", "split", "n_utterances"]
     table = pd.DataFrame(rows, columns=[c for c in columns if c != "split" or "split" in chains.columns])
     table.attrs["corpus"] = "sessions"

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..fileio import write_text
 from .csvfiles import check_separator, read_csv
 
 __all__ = [
@@ -123,9 +124,7 @@ def write_split_file(table: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Freeze a table's speaker -> split assignment as a split file (``speaker, split``)."""
     path = Path(path)
     pairs = table[["speaker", "split"]].drop_duplicates().sort_values(["split", "speaker"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pairs.to_csv(path, index=False)
-    return path
+    return write_text(path, pairs.to_csv(index=False))
 
 
 def leaking_speakers(table: pd.DataFrame) -> dict[str, list[str]]:

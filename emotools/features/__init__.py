@@ -15,8 +15,10 @@
 from .batch import available_cores, extract
 from .cli import cli
 from .smile import (
+    DEFAULT_HOP,
     LLD_HOP,
     OPENSMILE_VERSION,
+    RATE_HZ,
     SAMPLE_RATE,
     FeatureError,
     FeatureSet,
@@ -25,6 +27,8 @@ from .smile import (
     extract_file,
     extract_signal,
     feature_names,
+    frame_mode_config,
+    smile_for,
     to_int16,
 )
 from .store import FeatureStore, cache_key
@@ -36,6 +40,8 @@ __all__ = [
     "FeatureError",
     "FeatureStore",
     "SAMPLE_RATE",
+    "RATE_HZ",
+    "DEFAULT_HOP",
     "LLD_HOP",
     "OPENSMILE_VERSION",
     "available_cores",
@@ -45,5 +51,7 @@ __all__ = [
     "extract_file",
     "extract_signal",
     "feature_names",
+    "frame_mode_config",
+    "smile_for",
     "to_int16",
 ]

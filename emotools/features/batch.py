@@ -35,10 +35,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from ..audio import AudioError, SilentAudioWarning
+from ..parallel import process_pool
 from ..progress import tqdm
-
-from emotools.audio import AudioError, SilentAudioWarning
-
 from .smile import OPENSMILE_VERSION, FeatureError, FeatureSpec, extract_file
 from .store import (
     ENTRY_COLUMNS,
@@ -114,7 +114,7 @@ def _extract_one(task: _Task) -> _Outcome:
             "utterance": task.utterance,
             "file": task.file,
             "key": task.key or cache_key(task.file, task.spec),
-            "spec": task.spec.as_dict(),
+            "spec": task.spec.to_dict(),
             "rate_hz": task.spec.rate_hz,
             "frames": len(frame),
             "seconds": float(frame.attrs.get("seconds", 0.0)),
@@ -162,32 +162,25 @@ def _follow(parent: int) -> None:
     threading.Thread(target=watch, name="emotools-follow-parent", daemon=True).start()
 
 
-def _process_context() -> multiprocessing.context.BaseContext:
-    """Workers come from a fork server that preloads this module (Linux, macOS).
-
-    Forking the caller itself could inherit a lock held by one of its threads
-    (Jupyter, a Dask client, a progress monitor, Arrow's pools); a fork server
-    is a clean single-threaded process started once per session (about a
-    second), after which each worker starts in milliseconds with openSMILE
-    already loaded.
-    """
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload([__name__])
-        return context
-    return multiprocessing.get_context("spawn")
-
-
 class _ProcessPool:
-    """Local worker processes; a new pool replaces one whose worker died."""
+    """Local worker processes; a new pool replaces one whose worker died.
+
+    Workers come from a fork server that preloads this module (Linux, macOS;
+    elsewhere ``spawn``). Forking the caller itself could inherit a lock held
+    by one of its threads (Jupyter, a Dask client, a progress monitor, Arrow's
+    pools); a fork server is a clean single-threaded process started once per
+    session (about a second), after which each worker starts in milliseconds
+    with openSMILE already loaded.
+    """
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
         self.pool = self._start()
 
     def _start(self) -> cf.ProcessPoolExecutor:
-        return cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=_process_context(),
-                                      initializer=_follow, initargs=(os.getpid(),))
+        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+        return process_pool(self.workers, start_method=method, preload=[__name__], initializer=_follow,
+                            initargs=(os.getpid(),))
 
     def submit(self, task: _Task) -> cf.Future:
         try:
@@ -458,7 +451,7 @@ def extract(
             "audio_hashed": digests.hashed,  # audio files read to digest them (the rest: cached digests)
             "backend": run["backend"],
             "workers": run["workers"],
-            "spec": spec.as_dict(),
+            "spec": spec.to_dict(),
             "opensmile": OPENSMILE_VERSION,
             "store_version": STORE_VERSION,
         }

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from emotools import paths
+from emotools.errors import EmotoolsError
 
 from .batch import extract
 from .smile import FeatureSet, FeatureSpec, Level
@@ -58,14 +59,14 @@ def cli(argv: Sequence[str] | None = None) -> int:
 
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger(extract.__module__).setLevel(logging.WARNING)  # waiting for a lock, damaged files redone
+    out = args.out or paths.data_dir() / "features" / f"{args.corpus}-{spec.slug}"
     try:
         table = corpora.scan(args.corpus, args.root, progress=not args.no_progress)
-    except (corpora.CorpusError, ValueError, OSError) as error:
+        store = extract(table, spec, out=out, jobs=args.jobs, scheduler=args.scheduler,
+                        dask_workers=args.dask_workers, progress=not args.no_progress)
+    except (EmotoolsError, ValueError, OSError) as error:  # one line; per-file problems are in failures.csv
         print(f"error: {error}", file=sys.stderr)
         return 1
-    out = args.out or paths.data_dir() / "features" / f"{args.corpus}-{spec.slug}"
-    store = extract(table, spec, out=out, jobs=args.jobs, scheduler=args.scheduler,
-                    dask_workers=args.dask_workers, progress=not args.no_progress)
     s = store.summary
     failures = store.root / "failures.csv"
     print(

@@ -20,19 +20,24 @@ Float audio becomes 16-bit PCM exactly as the ``opensmile`` package does it
 (``x * 32768``, truncated), except that full scale clips instead of wrapping
 around; a ``x * 32767`` scaling flips voicing decisions on some frames.
 
+Every level runs through opensmile's public API, ``opensmile.Smile(options=...)``
+and ``process_signal``; the windowed level adds one option, an include file
+written into the cache folder (:func:`frame_mode_config`). It is as fast as
+driving ``libSMILEapi`` through ``opensmile.core.lib`` directly and gives the
+same numbers (``benchmarks/bench_opensmile.py``).
+
 Bad input raises :class:`FeatureError` (``"<path>: <reason>"``); decoding
 problems stay :class:`emotools.audio.AudioError`.
 """
 
 from __future__ import annotations
 
-import ctypes
 import enum
 import functools
 import math
 import os
-import tempfile
-import uuid
+import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,11 +45,14 @@ from typing import Any
 import numpy as np
 import opensmile
 import pandas as pd
-# The engine: the ctypes binding the opensmile package drives libSMILEapi with
-# (pinned opensmile version; the version is part of every cache key).
-from opensmile.core.lib import ExternalSinkCallbackEx, OpenSMILE, OpenSmileException, smileapi
 
-from emotools.audio import read_audio
+# What opensmile raises when openSMILE itself fails (the one name taken from its core).
+from opensmile.core.lib import OpenSmileException
+
+from emotools import paths
+from emotools.audio import SAMPLE_RATE, read_audio
+from emotools.errors import EmotoolsError
+from emotools.fileio import write_text
 
 __all__ = [
     "FeatureSet",
@@ -53,18 +61,25 @@ __all__ = [
     "FeatureError",
     "SAMPLE_RATE",
     "LLD_HOP",
+    "DEFAULT_HOP",
+    "RATE_HZ",
     "OPENSMILE_VERSION",
     "feature_names",
+    "frame_mode_config",
+    "smile_for",
     "to_int16",
     "extract_signal",
     "extract_file",
 ]
 
-SAMPLE_RATE: int = 16000
-"""Rate (Hz) at which files are decoded for openSMILE."""
-
 LLD_HOP: float = 0.01
 """openSMILE's LLD frame step in seconds (all three feature sets); windows are multiples of it."""
+
+DEFAULT_HOP: float = 0.1
+"""Default window step in seconds of the windowed level."""
+
+RATE_HZ: float = round(1.0 / DEFAULT_HOP, 6)
+"""The package's default frame rate (Hz): one windowed frame per :data:`DEFAULT_HOP`."""
 
 OPENSMILE_VERSION: str = opensmile.__version__
 """Version of the ``opensmile`` package (part of every cache key)."""
@@ -92,21 +107,13 @@ class Level(str, enum.Enum):
     """Functionals over sliding windows, in one pass."""
 
 
-class FeatureError(Exception):
+class FeatureError(EmotoolsError):
     """openSMILE could not turn a signal into features; ``str(err)`` is ``"<path>: <reason>"``.
 
     Args:
-        path: the file (or ``"<signal>"`` for an in-memory signal).
+        path: the file (or ``"<signal>"`` for an in-memory signal), kept as ``.path``.
         reason: what went wrong, in words.
     """
-
-    def __init__(self, path: str | os.PathLike, reason: str) -> None:
-        super().__init__(str(path), reason)  # both in args: pickles across processes
-        self.path = str(path)
-        self.reason = reason
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.reason}"
 
 
 def _is_lld_multiple(seconds: float) -> bool:
@@ -135,7 +142,7 @@ class FeatureSpec:
     feature_set: FeatureSet = FeatureSet.eGeMAPSv02
     level: Level = Level.windowed
     window: float = 1.0
-    hop: float = 0.1
+    hop: float = DEFAULT_HOP
 
     def __post_init__(self) -> None:
         try:
@@ -165,12 +172,32 @@ class FeatureSpec:
             return round(1.0 / self.hop, 6)
         return None
 
-    def as_dict(self) -> dict[str, Any]:
-        """The fields that matter for this level (window and hop only when windowed)."""
+    def to_dict(self) -> dict[str, Any]:
+        """The fields that matter for this level (window and hop only when windowed).
+
+        >>> FeatureSpec(level="lld").to_dict()
+        {'feature_set': 'eGeMAPSv02', 'level': 'lld'}
+        """
         out: dict[str, Any] = {"feature_set": self.feature_set.value, "level": self.level.value}
         if self.level is Level.windowed:
             out.update(window=self.window, hop=self.hop)
         return out
+
+    @classmethod
+    def from_dict(cls, fields: Mapping[str, Any]) -> FeatureSpec:
+        """The spec :meth:`to_dict` wrote (unknown keys are an error, missing ones take the defaults).
+
+        Raises:
+            ValueError: an unknown key, or a value ``FeatureSpec`` rejects.
+
+        >>> spec = FeatureSpec(level="windowed", window=2.0, hop=0.5)
+        >>> FeatureSpec.from_dict(spec.to_dict()) == spec
+        True
+        """
+        unknown = sorted(set(fields) - {"feature_set", "level", "window", "hop"})
+        if unknown:
+            raise ValueError(f"unknown feature spec field(s) {', '.join(map(repr, unknown))}")
+        return cls(**fields)
 
     @property
     def slug(self) -> str:
@@ -195,97 +222,75 @@ def to_int16(signal: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- engine
 
 
-@dataclass(frozen=True)
-class _Engine:
-    """Config file, command-line options and column names of one spec."""
+def frame_mode_config(window: float, hop: float) -> Path:
+    """The include that puts every functionals component in fixed frame mode (``window`` / ``hop`` s).
 
-    config: str
-    options: dict[str, str]
-    columns: tuple[str, ...]
-
-
-def _frame_mode_include(window: float, hop: float) -> str:
-    """Path of an include that puts every functionals component in fixed frame mode.
-
-    Written once per (window, hop) into the temporary folder (content is a
-    pure function of the name, so concurrent writers agree; temp + rename).
+    The standard configs read it through their ``frameModeFunctionalsConf``
+    option. It lives in the cache folder, one file per (window, hop), and is
+    (re)written atomically whenever it is missing or differs (its content is
+    a pure function of its name, so concurrent writers agree).
     """
-    folder = Path(tempfile.gettempdir()) / f"emotools-opensmile-{os.getuid() if hasattr(os, 'getuid') else 0}"
-    path = folder / f"FrameModeFixed-w{window:.6f}-h{hop:.6f}.conf.inc"
+    path = paths.cache_dir() / "opensmile" / f"FrameModeFixed-w{window:.6f}-h{hop:.6f}.conf.inc"
     text = (
         "; written by emotools.features: functionals over fixed windows\n"
         f"frameMode = fixed\nframeSize = {window:.6f}\nframeStep = {hop:.6f}\nframeCenterSpecial = left\n"
     )
     if not path.is_file() or path.read_text() != text:
-        folder.mkdir(parents=True, exist_ok=True)
-        partial = folder / f".{path.name}.{uuid.uuid4().hex}"
-        partial.write_text(text)
-        os.replace(partial, path)
-    return str(path)
+        write_text(path, text)
+    return path
 
 
-@functools.lru_cache(maxsize=None)
-def _engine(feature_set: FeatureSet, level: Level, window: float, hop: float) -> _Engine:
-    smile = opensmile.Smile(
+@functools.cache
+def _smile(feature_set: FeatureSet, level: Level, frame_mode: str | None) -> opensmile.Smile:
+    lld = level is Level.lld
+    return opensmile.Smile(
         opensmile.FeatureSet[feature_set.value],
-        opensmile.FeatureLevel.LowLevelDescriptors if level is Level.lld else opensmile.FeatureLevel.Functionals,
+        opensmile.FeatureLevel.LowLevelDescriptors if lld else opensmile.FeatureLevel.Functionals,
+        options={"frameModeFunctionalsConf": frame_mode} if frame_mode else None,
+        loglevel=0,
     )
-    root = smile.default_config_root
-    options = {
-        "source": os.path.join(root, opensmile.config.EXTERNAL_INPUT_CONFIG),
-        "sink": os.path.join(root, opensmile.config.EXTERNAL_OUTPUT_SINGLE_CONFIG),
-        "sinkLevel": "lld" if level is Level.lld else "func",
-        "bufferModeRbConf": os.path.join(root, "shared", "BufferModeRb.conf.inc"),
-        "frameModeFunctionalsConf": (
-            _frame_mode_include(window, hop)
-            if level is Level.windowed
-            else os.path.join(root, "shared", "FrameModeFunctionals.conf.inc")
-        ),
-        "nBits": "16",
-    }
-    return _Engine(config=smile.config_path, options=options, columns=tuple(smile.feature_names))
 
 
-def _engine_for(spec: FeatureSpec) -> _Engine:
-    return _engine(spec.feature_set, spec.level, spec.window, spec.hop)
+def smile_for(spec: FeatureSpec) -> opensmile.Smile:
+    """The ``opensmile.Smile`` extractor of a spec (one per process and spec).
+
+    ``windowed`` is the ``Functionals`` level with :func:`frame_mode_config`
+    as its ``frameModeFunctionalsConf`` option.
+    """
+    windowed = spec.level is Level.windowed
+    frame_mode = str(frame_mode_config(spec.window, spec.hop)) if windowed else None
+    return _smile(spec.feature_set, spec.level, frame_mode)
 
 
 def feature_names(spec: FeatureSpec) -> list[str]:
     """Feature columns of a spec (``windowed`` has the ``functionals`` columns)."""
-    return list(_engine_for(spec).columns)
+    level = Level.lld if spec.level is Level.lld else Level.functionals
+    return list(_smile(spec.feature_set, level, None).feature_names)
 
 
-def _run(pcm: np.ndarray, sr: int, engine: _Engine) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One openSMILE pass over 16-bit PCM: frame times (s), frame lengths (s), features (frames, n)."""
-    chunks: list[bytes] = []
-    times: list[float] = []
-    lengths: list[float] = []
-    string_at = ctypes.string_at
+@functools.cache
+def _lld_frame_s(feature_set: FeatureSet) -> float:
+    """Length (s) of the LLD frames of a set, as openSMILE reports it (20 ms eGeMAPS, 60 ms ComParE).
 
-    def sink(data: Any, frames: int, size: int, meta: Any, _: Any) -> int:
-        # Called once per output frame (100 per second for LLDs): a raw copy of
-        # the floats and two metadata fields, nothing else. (opensmile's own
-        # callback wraps every frame in a numpy array, 7x the overhead.)
-        chunks.append(string_at(data, frames * size * 4))
-        times.append(meta[0].time)
-        lengths.append(meta[0].lengthSec)
-        return 1
+    ``process_signal`` stretches the last frame to the signal's end, so the
+    length is read once from the first frame of a probe signal.
+    """
+    probe = 0.1 * np.sin(2 * np.pi * 200 * np.arange(SAMPLE_RATE // 2) / SAMPLE_RATE).astype(np.float32)
+    index = _smile(feature_set, Level.lld, None).process_signal(probe, SAMPLE_RATE).index
+    return round(float((index[0][1] - index[0][0]).total_seconds()), 6)
 
-    callback = ExternalSinkCallbackEx(sink)  # referenced until the run ends
-    smile = OpenSMILE()
-    try:
-        smile.initialize(config_file=engine.config, options={**engine.options, "sampleRate": str(sr)}, loglevel=0)
-        # The registration below is what OpenSMILE.external_sink_set_callback_ex does, minus its wrapper.
-        smile._check_smile_result(smileapi.smile_extsink_set_data_callback_ex(
-            smile._smileobj, opensmile.config.EXTERNAL_OUTPUT_COMPONENT.encode(), callback, None
-        ))
-        smile.external_audio_source_write_data(opensmile.config.EXTERNAL_SOURCE_COMPONENT, pcm.tobytes())
-        smile.external_audio_source_set_eoi(opensmile.config.EXTERNAL_SOURCE_COMPONENT)
-        smile.run()
-    finally:
-        smile.free()
-    values = np.frombuffer(bytearray(b"".join(chunks)), dtype=np.float32).reshape(-1, len(engine.columns))
-    return np.asarray(times, dtype=np.float64), np.asarray(lengths, dtype=np.float64), values
+
+def _run(smile: opensmile.Smile, pcm: np.ndarray, sr: int) -> pd.DataFrame | None:
+    """One openSMILE pass over 16-bit PCM; None when the signal is too short for any frame."""
+    # int16 / 32768 is exact in float32, and opensmile's own ``x * 32768`` turns it back into ``pcm``.
+    signal = pcm.astype(np.float32) / np.float32(32768)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Segment too short")  # we raise our own error instead
+        out = smile.process_signal(signal, sr)
+    # Too short: opensmile fills one row with NaN (openSMILE itself never outputs NaN).
+    if out.empty or (len(out) == 1 and out.isna().all(axis=None)):
+        return None
+    return out
 
 
 def extract_signal(
@@ -320,26 +325,25 @@ def extract_signal(
         raise FeatureError(where, "empty signal")
     if not np.isfinite(x).all():
         raise FeatureError(where, "NaN or infinite samples")
-    engine = _engine_for(spec)
     try:
-        times, lengths, values = _run(to_int16(x), int(sr), engine)
+        out = _run(smile_for(spec), to_int16(x), int(sr))
     except OpenSmileException as error:
         raise FeatureError(where, f"openSMILE failed: {error}") from None
     duration = x.size / sr
-    if not len(values):
+    if out is None:
         need = f"the {spec.window:g} s window" if spec.level is Level.windowed else "one openSMILE frame"
         raise FeatureError(where, f"too short for {need}: {duration:.3f} s of audio gave no frame")
-    start = np.round(times, 6)
+    start = np.round(out.index.get_level_values("start").total_seconds().to_numpy(), 6)
     if spec.level is Level.functionals:
         start, end = np.zeros(1), np.array([duration])
     elif spec.level is Level.windowed:
         end = np.round(start + spec.window, 6)
-    else:
-        end = np.round(start + lengths, 6)
-    frame = pd.DataFrame(values, columns=list(engine.columns))
+    else:  # openSMILE's own frame end (opensmile stretches the last one to the signal's end)
+        end = np.round(start + _lld_frame_s(spec.feature_set), 6)
+    frame = pd.DataFrame(out.to_numpy(), columns=list(out.columns))
     frame.insert(0, "end", end)
     frame.insert(0, "start", start)
-    frame.attrs = {"rate_hz": spec.rate_hz, "spec": spec.as_dict(), "seconds": duration}
+    frame.attrs = {"rate_hz": spec.rate_hz, "spec": spec.to_dict(), "seconds": duration}
     return frame
 
 

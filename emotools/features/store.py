@@ -9,8 +9,9 @@ Layout of a store folder::
     summary.json                  counts, seconds of audio, wall time, spec and versions
     audio_digests.parquet         content digest of each audio file, by (inode, size, mtime, ctime)
 
-Every file is written atomically (a hidden, per-process temporary file, then
-``os.replace``), so a killed run leaves no partial file under a visible name,
+Every file is written atomically (:func:`emotools.fileio.atomic_write` with a
+hidden temporary name that names the writing machine and process), so a
+killed run leaves no partial file under a visible name,
 and a file whose bytes would not change is not written at all (a complete
 store on read-only media serves and re-extracts without writing).
 
@@ -36,7 +37,6 @@ import re
 import socket
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .smile import OPENSMILE_VERSION, SAMPLE_RATE, FeatureError, FeatureSpec
+from ..audio import SAMPLE_RATE
+from ..fileio import atomic_write
+from .smile import OPENSMILE_VERSION, FeatureError, FeatureSpec
 
 __all__ = ["FeatureStore", "STORE_VERSION", "DIGEST", "AudioDigests", "cache_key", "file_digest"]
 
@@ -151,7 +153,7 @@ def cache_key(path: str | os.PathLike, spec: FeatureSpec, *, digest: str | None 
     """
     payload = {
         "audio": digest if digest is not None else file_digest(path),
-        "spec": spec.as_dict(),
+        "spec": spec.to_dict(),
         "sample_rate": SAMPLE_RATE,
         "opensmile": OPENSMILE_VERSION,
         "store": STORE_VERSION,
@@ -180,17 +182,10 @@ def partial_path(path: Path, pid: int | None = None) -> Path:
     return path.with_name(f"{_PARTIAL_PREFIX}{_HOST}.{pid}.{uuid.uuid4().hex[:8]}-{path.name}")
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(temporary)`` then rename onto ``path``; a failure leaves no file behind."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = partial_path(path)
-    try:
-        write(partial)
-        os.replace(partial, path)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    return path
+def write_store_file(path: Path, data: bytes) -> None:
+    """Write ``data`` atomically under a :func:`partial_path` name, so a cleanup can tell whose it is."""
+    with atomic_write(path, temporary=partial_path(path)) as partial:
+        partial.write_bytes(data)
 
 
 def write_if_changed(path: Path, data: bytes) -> bool:
@@ -200,7 +195,7 @@ def write_if_changed(path: Path, data: bytes) -> bool:
             return False
     except OSError:
         pass
-    atomic_write(path, lambda partial: partial.write_bytes(data))
+    write_store_file(path, data)
     return True
 
 
@@ -274,7 +269,7 @@ def write_entry(root: Path, entry: dict[str, Any], frame: pd.DataFrame) -> dict[
     sink = pa.BufferOutputStream()
     pq.write_table(table.replace_schema_metadata(metadata), sink, write_page_checksum=True)
     data = sink.getvalue().to_pybytes()
-    atomic_write(root / entry["path"], lambda partial: partial.write_bytes(data))
+    write_store_file(root / entry["path"], data)
     return {**entry, "checksum": bytes_digest(data)}
 
 
@@ -394,7 +389,7 @@ class FeatureStore:
     @property
     def spec(self) -> FeatureSpec:
         """The spec the store was extracted with."""
-        return FeatureSpec(**self.summary["spec"])
+        return FeatureSpec.from_dict(self.summary["spec"])
 
     @property
     def utterances(self) -> list[str]:

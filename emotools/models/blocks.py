@@ -330,7 +330,7 @@ class DSUSBlock(_Block):
         self.receptive_field = self._receptive_field(kernel, levels)
 
     @staticmethod
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def _receptive_field(kernel: int, levels: int) -> int:
         # Exact widest context, from the support [lo, hi] (in input frames) of
         # each output frame t, propagated through the network by interval

@@ -17,7 +17,7 @@ always carried and :meth:`ModelConfig.from_dict` reads it back.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -44,6 +44,7 @@ __all__ = [
     "TCNConfig",
     "DSUSConfig",
     "MODELS",
+    "arch_order",
     "make_config",
     "config_from_dict",
 ]
@@ -344,6 +345,17 @@ MODELS: dict[str, type[ModelConfig]] = {
         DSUSConfig,
     )
 }
+
+
+def arch_order(names: Iterable[str]) -> list[str]:
+    """Registered architectures in the registry's order (local to global), then any other names sorted.
+
+    >>> arch_order(["tdnn", "zeta", "lstm"])
+    ['lstm', 'tdnn', 'zeta']
+    """
+    names = set(names)
+    known = [n for n in MODELS if n in names]
+    return known + sorted(names - set(known))
 
 
 def make_config(name: str, **options: Any) -> ModelConfig:

@@ -18,14 +18,35 @@ Labels at other lags: :func:`emotools.labels.lag_labels`; the same records
 with those labels: :func:`emotools.sequences.with_labels`.
 """
 
-from .analysis import (TRAJECTORY_COLUMNS, StudyViews, ceiling_table, ceilings_from_table, context_curve,
-                       frontier_table, lag_table, pareto_front, saturation, shortfall, study_lag, study_views,
-                       trajectory_frame)
+from .analysis import (
+                       TRAJECTORY_COLUMNS,
+                       StudyViews,
+                       ceiling_table,
+                       ceilings_from_table,
+                       context_curve,
+                       frontier_table,
+                       lag_table,
+                       pareto_front,
+                       saturation,
+                       shortfall,
+                       study_lag,
+                       study_views,
+                       trajectory_frame,
+)
 from .cost import measure_costs, peak_memory
 from .findings import FINDING_COLUMNS, conclusions, findings_table, render_findings
 from .poster import architecture_results, collect_results
-from .settings import (KNOBS, RATE_HZ, Setting, StudyError, make_plan, plan_table, settings_from_grid,
-                       tdnn_contexts, unique_settings)
+from .settings import (
+                       KNOBS,
+                       RATE_HZ,
+                       Setting,
+                       StudyError,
+                       make_plan,
+                       plan_table,
+                       settings_from_grid,
+                       tdnn_contexts,
+                       unique_settings,
+)
 from .sweep import Sweep, annotation_ceiling, delay_only_rows, run_sweep
 
 __all__ = [

@@ -10,8 +10,9 @@ poster draws (:func:`study_views`) and one recording's trajectories
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,7 +33,7 @@ def context_curve(results: pd.DataFrame, *, split: str = "test", postprocess: st
     """
     r = results[(results["split"] == split) & (results["postprocess"] == postprocess)]
     if r.empty:
-        raise StudyError(f"no rows with split={split!r} and postprocess={postprocess!r}")
+        raise StudyError("results", f"no rows with split={split!r} and postprocess={postprocess!r}")
     keys = ["lag_s", "family", "setting", "knob", "value", "context_s", "receptive_field_s", "target"]
     g = r.assign(value=r["value"].astype(float)).groupby(keys, dropna=False)["ccc"]
     out = g.agg(ccc="mean", ccc_sd="std", seeds="count").reset_index()
@@ -153,7 +154,7 @@ def pareto_front(cost: Sequence[float], score: Sequence[float]) -> np.ndarray:
     """
     c, s = np.asarray(cost, float), np.asarray(score, float)
     if c.shape != s.shape:
-        raise StudyError(f"cost and score differ in length: {c.shape} vs {s.shape}")
+        raise StudyError("frontier", f"cost and score differ in length: {c.shape} vs {s.shape}")
     ok = np.isfinite(c) & np.isfinite(s)
     front = np.zeros(len(c), bool)
     for i in np.flatnonzero(ok):
@@ -183,7 +184,7 @@ def frontier_table(results: pd.DataFrame, costs: pd.DataFrame, *, lag_s: float |
         lag_s = float(r.groupby("lag_s")["setting"].nunique().idxmax())
     r = r[r["lag_s"] == lag_s]
     if r.empty:
-        raise StudyError(f"no results at lag {lag_s} s")
+        raise StudyError("results", f"no results at lag {lag_s} s")
     per_target = r.groupby(["family", "setting", "context_s", "target"])["ccc"].mean().unstack("target")
     per_target.columns = [f"ccc_{t}" for t in per_target.columns]
     score = per_target.mean(axis=1).rename("ccc")
@@ -250,7 +251,7 @@ def trajectory_frame(record: SequenceRecord, predictions: Mapping[str, np.ndarra
     frame) holds rater and latent columns, then one column per model.
     """
     if record.y is None:
-        raise StudyError(f"{record.id}: an unlabelled record has no trajectory to show")
+        raise StudyError(record.id, "an unlabelled record has no trajectory to show")
     idx = None
     if frame is not None:
         idx = np.clip(np.searchsorted(frame["time"].to_numpy(), record.time - 1e-6), 0, len(frame) - 1)

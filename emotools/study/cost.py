@@ -28,8 +28,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -104,11 +105,11 @@ def measure_inference(model: Any, x: Any, *, repeats: int = 3, warmup_frames: in
     import torch
 
     if int(repeats) < 1:
-        raise StudyError(f"measure_inference needs at least 1 pass, got repeats={repeats}")
+        raise StudyError("measure_inference", f"needs at least 1 pass, got repeats={repeats}")
     times, cpus, first = [], [], {}
     with torch.inference_mode():
         model(x[:, : min(x.shape[1], int(warmup_frames))])
-        for i in range(int(repeats)):
+        for _ in range(int(repeats)):
             out, m = peak_memory(lambda: model(x))
             del out
             times.append(m["seconds"])
@@ -231,7 +232,7 @@ def run_isolated(worker: str, jobs: Sequence[Mapping[str, Any]], *, threads: int
 
 def _measure_one(job: dict[str, Any]) -> dict[str, Any]:
     """One (setting, length) cost measurement of :func:`measure_costs`; runs inside the worker process."""
-    from .. import training
+    from ..training import FitOptions, fit
 
     setting = Setting(job["family"], job["knob"], job["value"])
     T = max(2, int(round(job["minutes"] * 60 * job["rate_hz"])))
@@ -242,10 +243,10 @@ def _measure_one(job: dict[str, Any]) -> dict[str, Any]:
         rec = SequenceRecord(id="random", x=rng.standard_normal((T, F)).astype(np.float32),
                              time=np.arange(T) / job["rate_hz"], rate_hz=job["rate_hz"],
                              y=rng.uniform(-1, 1, (T, K)).astype(np.float32), split="train")
-        trained, m = peak_memory(lambda: training.fit(
-            setting.family, [rec], None, epochs=int(job["train_epochs"]), chunk_s=setting.chunk_s(job["chunk_s"]),
-            batch_size=int(job["batch_size"]), progress=False, model_options=setting.model_options,
-            normalization="global", seed=0))
+        options = FitOptions(epochs=int(job["train_epochs"]), chunk_s=setting.chunk_s(job["chunk_s"]),
+                             batch_size=int(job["batch_size"]), model_options=setting.model_options,
+                             normalization="global", seed=0)
+        trained, m = peak_memory(lambda: fit(setting.family, [rec], None, options, progress=False))
         row["train_epoch_seconds"] = min(h["seconds"] for h in trained.history)
         row["train_peak_bytes"] = m["peak_bytes"]
     return row
@@ -288,9 +289,9 @@ def measure_costs(
         infer_seconds_per_hour, threads, memory_method, loadavg, error``.
     """
     if not settings or not minutes:
-        raise StudyError("measure_costs needs at least one setting and one length")
+        raise StudyError("measure_costs", "needs at least one setting and one length")
     if any(not m > 0 for m in minutes):
-        raise StudyError(f"recording lengths must be > 0 minutes, got {list(minutes)}")
+        raise StudyError("measure_costs", f"recording lengths must be > 0 minutes, got {list(minutes)}")
     jobs = [{"family": s.family, "knob": s.knob, "value": s.value, "minutes": float(m), "threads": threads,
              "repeats": repeats, "train": train, "train_epochs": train_epochs, "chunk_s": chunk_s,
              "batch_size": batch_size, "n_features": n_features, "n_targets": n_targets, "rate_hz": rate_hz}

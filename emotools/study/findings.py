@@ -34,7 +34,8 @@ and "as good as".
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd

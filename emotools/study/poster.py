@@ -7,8 +7,8 @@ notebook's knowledge, so every function here takes the names as arguments.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 import pandas as pd
 
@@ -45,7 +45,7 @@ def collect_results(names: Iterable[str], *, folder: str | os.PathLike | None = 
 
 def architecture_results(found: Mapping[str, pd.DataFrame], *, names: Sequence[str], split: str = "test",
                          postprocess: str = "none") -> pd.DataFrame:
-    """Test rows of the dataset notebooks' tables ``names``, one training mode per (dataset, protocol).
+    """Test rows of the dataset notebooks' tables ``names``, one training mode per (dataset, label_protocol).
 
     Where a notebook trained both modes, ``joint`` is kept (``separate``
     otherwise), so each architecture has one bar per target. Tables missing
@@ -57,7 +57,7 @@ def architecture_results(found: Mapping[str, pd.DataFrame], *, names: Sequence[s
     r = pd.concat(frames, ignore_index=True)
     r = r[(r["split"] == split) & (r["postprocess"] == postprocess)]
     keep = []
-    for _, part in r.groupby(["dataset", "protocol"], sort=False):
+    for _, part in r.groupby(["dataset", "label_protocol"], sort=False):
         mode = "joint" if (part["mode"] == "joint").any() else part["mode"].iloc[0]
         keep.append(part[part["mode"] == mode])
     return pd.concat(keep, ignore_index=True) if keep else r

@@ -12,18 +12,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 
 from .. import models
+from ..errors import EmotoolsError
+from ..features import RATE_HZ  # the frame rate of the study's features and labels (Hz)
 
 __all__ = ["RATE_HZ", "KNOBS", "StudyError", "Setting", "tdnn_contexts", "settings_from_grid", "unique_settings",
            "make_plan", "plan_table"]
-
-#: Frame rate of the study's features and labels (Hz).
-RATE_HZ = 10.0
 
 #: The context knob of each family: what a setting's ``value`` means.
 KNOBS: dict[str, str | None] = {
@@ -38,8 +38,8 @@ KNOBS: dict[str, str | None] = {
 _KNOB_LABELS = {"layers": "{v} layers", "window": "window {v}", "chunk_s": "chunk {v:g} s", "levels": "{v} levels"}
 
 
-class StudyError(ValueError):
-    """A bad setting, grid or table for the long-context study; ``str`` says which and why."""
+class StudyError(EmotoolsError, ValueError):
+    """A bad setting, grid or table for the long-context study: ``StudyError(subject, reason)``."""
 
 
 def tdnn_contexts(layers: int) -> tuple[tuple[int, ...], ...]:
@@ -55,7 +55,7 @@ def tdnn_contexts(layers: int) -> tuple[tuple[int, ...], ...]:
     ((-2, -1, 0, 1, 2), (-3, 0, 3), (-6, 0, 6))
     """
     if int(layers) < 1:
-        raise StudyError(f"a TDNN needs at least 1 layer, got {layers}")
+        raise StudyError("tdnn_contexts", f"a TDNN needs at least 1 layer, got {layers}")
     out: list[tuple[int, ...]] = [(-2, -1, 0, 1, 2)]
     for i in range(2, int(layers) + 1):
         d = 3 * 2 ** (i - 2)
@@ -79,18 +79,18 @@ class Setting:
 
     def __post_init__(self) -> None:
         if self.family not in models.MODELS:
-            raise StudyError(f"unknown family {self.family!r}; known: {', '.join(models.MODELS)}")
+            raise StudyError(self.family, f"unknown family {self.family!r}; known: {', '.join(models.MODELS)}")
         if self.knob is None:
             return
         if self.value is None:
-            raise StudyError(f"{self.family}: knob {self.knob!r} needs a value")
+            raise StudyError(self.family, f"knob {self.knob!r} needs a value")
         if self.knob == "layers" and "contexts" not in _fields(self.family):
-            raise StudyError(f"{self.family}: has no TDNN layers to vary")
+            raise StudyError(self.family, "has no TDNN layers to vary")
         if self.knob not in ("layers", "chunk_s") and self.knob not in _fields(self.family):
-            raise StudyError(f"{self.family}: unknown knob {self.knob!r}; "
+            raise StudyError(self.family, f"unknown knob {self.knob!r}; "
                                f"config fields: {sorted(_fields(self.family))}")
         if not float(self.value) > 0:
-            raise StudyError(f"{self.family}: {self.knob} must be > 0, got {self.value}")
+            raise StudyError(self.family, f"{self.knob} must be > 0, got {self.value}")
 
     @property
     def name(self) -> str:
@@ -190,12 +190,12 @@ def settings_from_grid(grid: Mapping[str, Sequence[float | int]]) -> list[Settin
     out = []
     for family, values in grid.items():
         if family not in models.MODELS:
-            raise StudyError(f"unknown family {family!r} in the grid; known: {', '.join(models.MODELS)}")
+            raise StudyError(family, f"unknown family {family!r} in the grid; known: {', '.join(models.MODELS)}")
         if not values:
             out.append(Setting(family))
             continue
         knob = KNOBS.get(family)
         if knob is None:
-            raise StudyError(f"{family}: no context knob to sweep (give [] for its default config)")
+            raise StudyError(family, "no context knob to sweep (give [] for its default config)")
         out += [Setting(family, knob, v) for v in values]
     return out

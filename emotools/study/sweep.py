@@ -12,15 +12,17 @@ re-extracted.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from .. import experiments, labels, models, parallel, paths, postprocess
 from ..sequences import SequenceRecord
+from ..training import FitOptions
 from .analysis import trajectory_frame
 from .settings import RATE_HZ, Setting, StudyError
 
@@ -32,7 +34,7 @@ def annotation_ceiling(frames: Mapping[str, pd.DataFrame], records: Sequence[Seq
     """CCC of gold vs ceiling over ``split``'s recordings concatenated: the best any model can score."""
     ids = {r.id for r in records if r.split == split}
     if not ids:
-        raise StudyError(f"no {split} records")
+        raise StudyError("annotation_ceiling", f"no {split} records")
     table = labels.agreement({u: f for u, f in frames.items() if u in ids})
     overall = table[table["utterance"] == "(all)"].set_index("target")
     return {t: float(overall.loc[t, "gold_vs_ceiling"]) for t in overall.index}
@@ -84,7 +86,7 @@ class Sweep:
         if exclude is not None:
             r = r[r["family"] != exclude]
         if r.empty:
-            raise StudyError(f"no {split} results at lag {lag_s} s for that selection")
+            raise StudyError("Sweep.best", f"no {split} results at lag {lag_s} s for that selection")
         return str(r.groupby("setting")["ccc"].mean().idxmax())
 
 
@@ -107,17 +109,16 @@ def delay_only_rows(cell: experiments.Cell, test_records: Sequence[SequenceRecor
 
 def _sweep_task(args: tuple) -> tuple[float, Setting, experiments.GridResult, list[dict[str, Any]]]:
     """One (lag, setting): all seeds through run_grid, one torch thread (the unit of parallel work)."""
-    lag, setting, records, seeds, run_dir, dataset, protocol, fit_options = args
-    options = dict(fit_options)
-    options["chunk_s"] = setting.chunk_s(options.get("chunk_s", 30.0))
-    if setting.model_options:
-        options["model_options"] = {**options.get("model_options", {}), **setting.model_options}
-    grid = experiments.run_grid(records, dataset=dataset, protocol=protocol, architectures=[setting.family],
-                                seeds=seeds, run_dir=run_dir, jobs=1, progress=False, **options)
+    lag, setting, records, seeds, run_dir, dataset, label_protocol, fit_options = args
+    options = fit_options.replace(chunk_s=setting.chunk_s(fit_options.chunk_s),
+                                  model_options={**fit_options.model_options, **setting.model_options})
+    grid = experiments.run_grid(records, dataset=dataset, label_protocol=label_protocol,
+                                architectures=[setting.family], seeds=seeds, fit_options=options, run_dir=run_dir,
+                                jobs=1, progress=False)
     extra = []
     for cell in grid.cells:
         for row in delay_only_rows(cell, grid.test_records):
-            extra.append({"dataset": dataset, "protocol": protocol, "architecture": cell.architecture,
+            extra.append({"dataset": dataset, "label_protocol": label_protocol, "architecture": cell.architecture,
                           "mode": cell.mode, "seed": cell.seed, **row})
     return lag, setting, grid, extra
 
@@ -136,11 +137,11 @@ def run_sweep(
     *,
     seeds: Sequence[int] = (0,),
     dataset: str = "ground_truth",
+    fit_options: FitOptions | None = None,
     run_dir: Path | None = None,
     jobs: int | None = None,
     progress: bool = True,
     rate_hz: float = RATE_HZ,
-    **fit_options: Any,
 ) -> Sweep:
     """Train and score every (lag, setting) of ``plan`` for every seed.
 
@@ -155,28 +156,29 @@ def run_sweep(
         plan: ``(lag_s, setting)`` pairs to train.
         seeds: training seeds.
         dataset: ``dataset`` column of the results.
+        fit_options: how every point trains (:class:`emotools.training.FitOptions`;
+            default ``FitOptions()``); a setting's knob overrides its
+            ``chunk_s`` or ``model_options``.
         run_dir: checkpoint cache (default ``results/checkpoints/long_context``).
         jobs: points trained at once (default: all cores; 1: in this process).
-        fit_options: passed on to :func:`emotools.training.fit` (epochs,
-            chunk_s, normalization, loss, ...).
 
     Returns:
         A :class:`Sweep`; ``results`` has one row per (lag, setting, target,
-        seed, split, postprocess) with ``protocol = "annotation, lag <lag> s"``.
+        seed, split, postprocess) with ``label_protocol = "annotation, lag <lag> s"``.
     """
     from ..progress import tqdm
 
     missing = sorted({lag for lag, _ in plan} - set(records_by_lag))
     if missing:
-        raise StudyError(f"no records for lag(s) {missing} s")
+        raise StudyError("run_sweep", f"no records for lag(s) {missing} s")
     if not plan:
-        raise StudyError("empty plan")
+        raise StudyError("run_sweep", "empty plan")
+    fit_options = fit_options if fit_options is not None else FitOptions()
     run_dir = run_dir or paths.results_dir() / "checkpoints" / "long_context"
     tasks = []
     for lag, setting in sorted(plan, key=lambda p: -_expected_cost(p[1])):
-        protocol = f"annotation, lag {lag:g} s"
         tasks.append((lag, setting, list(records_by_lag[lag]), tuple(seeds), Path(run_dir) / f"lag{lag:g}",
-                      dataset, protocol, fit_options))
+                      dataset, f"annotation, lag {lag:g} s", fit_options))
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(tasks)))
     done, failures = [], []
     bar = tqdm(total=len(tasks), desc="long-context sweep", unit="setting", disable=not progress)
@@ -191,7 +193,7 @@ def run_sweep(
     bar.close()
     failures_frame = pd.DataFrame(failures, columns=["lag_s", "setting", "reason"])
     if not done:
-        raise StudyError("every point of the sweep failed: " + "; ".join(
+        raise StudyError("run_sweep", "every point of the sweep failed: " + "; ".join(
             f"lag {f['lag_s']:g} s {f['setting']}: {f['reason']}" for f in failures))
 
     frames, grids = [], {}
@@ -199,7 +201,7 @@ def run_sweep(
     for lag, setting, grid, extra in sorted(done, key=lambda d: order[(d[0], d[1])]):
         rows = pd.concat([grid.results, pd.DataFrame(extra)], ignore_index=True)
         seconds = {c.seed: c.seconds for c in grid.cells}
-        chunk = setting.chunk_s(fit_options.get("chunk_s", 30.0))
+        chunk = setting.chunk_s(fit_options.chunk_s)
         rows = rows.assign(
             family=setting.family, setting=setting.name, knob=setting.knob or "", value=setting.value,
             receptive_field_s=setting.receptive_field_s(rate_hz), context_s=setting.context_s(chunk, rate_hz),

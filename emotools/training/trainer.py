@@ -1,23 +1,4 @@
-"""Training, prediction and evaluation of sequence models.
-
-:func:`fit` trains a registered model (:mod:`emotools.models`) on chunks of
-the training recordings with the CCC loss (the AVEC / MuSe baselines'
-choice; ``mse`` was the original project's), Adam with a linear learning-rate
-warm-up, gradient clipping, and early stopping on the dev CCC of full
-recordings; the best epoch's weights are kept. It returns a
-:class:`TrainedModel` that carries everything prediction needs: the model,
-its config, the feature normalization and the target names.
-
-* Determinism: the same seed gives the same metrics on CPU (the caller's
-  random state is left untouched).
-* ``checkpoint_dir``: ``last.pt`` after every epoch (model, optimizer,
-  random states, history, early-stopping state) so an interrupted fit
-  resumes where it stopped; ``model.pt`` + ``model.json`` for the best
-  model. Every checkpoint loads with ``torch.load(weights_only=True)``.
-* :func:`evaluate` reports both CCC protocols, always named:
-  concatenated recordings (AVEC 2019 / MuSe) and the mean per-recording CCC
-  (AVEC 2018).
-"""
+"""The training loop, the trained model, its checkpoints, prediction and evaluation."""
 
 from __future__ import annotations
 
@@ -26,100 +7,25 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-from . import metrics
-from .models import ModelConfig, SequenceRegressor, config_from_dict, lengths_to_mask
-from .sequences import (
-    Normalization,
-    Normalizer,
-    Protocol,
-    PROTOCOL_NAMES,
-    SequenceRecord,
-    chunk,
-    pad,
-    protocol_ccc,
-)
+from .. import metrics
+from ..fileio import atomic_write, write_text
+from ..metrics import CCC_PROTOCOL_NAMES, CCCProtocol
+from ..models import ModelConfig, SequenceRegressor, config_from_dict, lengths_to_mask
+from ..sequences import Normalizer, SequenceRecord, chunk, pad, protocol_ccc
+from .options import FitOptions, TrainingError, compute_loss, fingerprint_differences
 
-__all__ = [
-    "TrainingError",
-    "Loss",
-    "FitOptions",
-    "TrainedModel",
-    "fit",
-    "fit_each_target",
-    "predict",
-    "evaluate",
-    "load",
-    "compute_loss",
-]
+__all__ = ["CHECKPOINT_FORMAT", "TrainedModel", "fit", "fit_each_target", "predict", "evaluate", "load"]
 
-Loss = Literal["ccc", "mse", "ccc+mse"]
 CHECKPOINT_FORMAT = "emotools-checkpoint/1"
-
-
-class TrainingError(ValueError):
-    """Bad training input, options or checkpoint; ``str`` says which and why."""
-
-
-# --------------------------------------------------------------------------- options
-
-
-@dataclass
-class FitOptions:
-    """Everything that determines a fit besides the data (saved with checkpoints)."""
-
-    model: dict[str, Any]
-    targets: tuple[str, ...]
-    loss: str = "ccc"
-    epochs: int = 30
-    batch_size: int = 16
-    lr: float = 2e-3
-    weight_decay: float = 0.0
-    clip_norm: float = 1.0
-    warmup_steps: int = 50
-    patience: int = 8
-    chunk_s: float | None = 30.0
-    hop_s: float | None = None
-    normalization: str = "global"
-    protocol: str = "concat"
-    seed: int = 0
-
-    def fingerprint(self) -> dict[str, Any]:
-        # What must match to resume (epochs may grow; device may change).
-        d = asdict(self)
-        d.pop("epochs")
-        d["targets"] = list(d["targets"])
-        return d
-
-
-# --------------------------------------------------------------------------- losses
-
-
-def compute_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, kind: Loss = "ccc") -> torch.Tensor:
-    """Training loss over valid frames.
-
-    ``ccc``: ``1 - CCC`` over the batch's frames concatenated, averaged over
-    targets (:func:`emotools.metrics.ccc_loss`); ``mse``: mean squared error;
-    ``ccc+mse``: their sum.
-    """
-    if kind not in ("ccc", "mse", "ccc+mse"):
-        raise TrainingError(f"unknown loss {kind!r}: use 'ccc', 'mse' or 'ccc+mse'")
-    total = pred.new_zeros(())
-    if "ccc" in kind:
-        total = total + metrics.ccc_loss(pred, target, mask, reduction="concat")
-    if "mse" in kind:
-        w = mask.to(pred.dtype)[..., None]
-        diff = torch.where(mask[..., None], pred - target, torch.zeros_like(pred))
-        total = total + (diff**2 * w).sum() / (w.sum().clamp_min(1.0) * pred.shape[-1])
-    return total
-
 
 # --------------------------------------------------------------------------- the trained model
 
@@ -171,9 +77,11 @@ class TrainedModel:
         }
 
     def save(self, path: str | Path) -> Path:
-        """Write one checkpoint file (state_dict + config JSON + normalization) and a readable ``<stem>.json`` beside it."""
+        """Write one checkpoint (state_dict + config JSON + normalization) and a readable ``<stem>.json`` beside it.
+
+        Both files are written atomically (:func:`emotools.fileio.atomic_write`).
+        """
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         _atomic_save({
             "format": CHECKPOINT_FORMAT,
             "config": json.dumps(self.model.config.to_dict()),
@@ -181,9 +89,8 @@ class TrainedModel:
             "normalization": json.dumps(self.normalizer.state_dict()),
             "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
         }, path)
-        path.with_suffix(".json").write_text(
-            json.dumps({"model": self.model.config.to_dict(), **self._meta()}, indent=2, default=float)
-        )
+        write_text(path.with_suffix(".json"),
+                   json.dumps({"model": self.model.config.to_dict(), **self._meta()}, indent=2, default=float))
         return path
 
 
@@ -195,19 +102,19 @@ def load(path: str | Path, *, device: str | None = None) -> TrainedModel:
     """
     path = Path(path)
     if not path.is_file():
-        raise TrainingError(f"{path}: no such checkpoint")
+        raise TrainingError(path, "no such checkpoint")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise TrainingError(f"{path}: not a loadable checkpoint ({type(error).__name__}: {error})") from error
+        raise TrainingError(path, f"not a loadable checkpoint ({type(error).__name__}: {error})") from error
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise TrainingError(f"{path}: not an emotools model checkpoint")
+        raise TrainingError(path, "not an emotools model checkpoint")
     model = SequenceRegressor(config_from_dict(json.loads(ckpt["config"])))
     try:
         model.load_state_dict(ckpt["state_dict"])
     except (RuntimeError, KeyError, TypeError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise TrainingError(f"{path}: the weights do not fit the model config ({first})") from None
+        raise TrainingError(path, f"the weights do not fit the model config ({first})") from None
     model.to(_device(device)).eval()
     meta = json.loads(ckpt["meta"])
     return TrainedModel(
@@ -218,9 +125,8 @@ def load(path: str | Path, *, device: str | None = None) -> TrainedModel:
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_write(path) as temporary:
+        torch.save(obj, temporary)
 
 
 def _device(device: str | None) -> torch.device:
@@ -230,7 +136,8 @@ def _device(device: str | None) -> torch.device:
 # --------------------------------------------------------------------------- prediction
 
 
-def _forward(model: SequenceRegressor, xs: Sequence[np.ndarray], batch_size: int, device: torch.device) -> list[np.ndarray]:
+def _forward(model: SequenceRegressor, xs: Sequence[np.ndarray], batch_size: int,
+             device: torch.device) -> list[np.ndarray]:
     # Full-sequence prediction, batched by similar length; results in input order.
     order = sorted(range(len(xs)), key=lambda i: len(xs[i]))
     out: list[np.ndarray | None] = [None] * len(xs)
@@ -258,7 +165,7 @@ def predict(
     n_features = trained.model.config.n_features
     for rec in records:
         if rec.x.shape[1] != n_features:
-            raise TrainingError(f"{rec.id}: {rec.x.shape[1]} features, the model expects {n_features}")
+            raise TrainingError(rec.id, f"{rec.x.shape[1]} features, the model expects {n_features}")
     dev = _device(device) if device else next(trained.model.parameters()).device
     trained.model.to(dev)
     normed = trained.normalizer.transform(records)
@@ -266,7 +173,8 @@ def predict(
 
 
 def evaluate(
-    trained: TrainedModel | Sequence[np.ndarray], records: Sequence[SequenceRecord], *, targets: Sequence[str] | None = None
+    trained: TrainedModel | Sequence[np.ndarray], records: Sequence[SequenceRecord], *,
+    targets: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Scores per target under both CCC protocols, each named.
 
@@ -281,7 +189,7 @@ def evaluate(
         One row per target: ``ccc_concat`` (CCC over all recordings
         concatenated: AVEC 2019 / MuSe), ``ccc_per_recording`` (mean of the
         per-recording CCC: AVEC 2018), ``pearson``, ``rmse`` (concatenated),
-        ``n_recordings``, ``n_frames``. ``df.attrs["protocols"]`` names the protocols.
+        ``n_recordings``, ``n_frames``. ``df.attrs["ccc_protocols"]`` names the protocols.
     """
     if isinstance(trained, TrainedModel):
         targets = trained.targets if targets is None else tuple(targets)
@@ -291,14 +199,14 @@ def evaluate(
     if targets is None:
         targets = records[0].target_names if records else ()
     if len(preds) != len(records):
-        raise TrainingError(f"{len(preds)} predictions for {len(records)} records")
+        raise TrainingError("evaluate", f"{len(preds)} predictions for {len(records)} records")
     truths = []
     for rec in records:
         if rec.y is None:
-            raise TrainingError(f"{rec.id}: cannot evaluate an unlabelled record")
+            raise TrainingError(rec.id, "cannot evaluate an unlabelled record")
         truths.append(rec.select_targets(targets).y)
-    concat = protocol_ccc(truths, preds, Protocol.CONCAT)
-    per_rec = protocol_ccc(truths, preds, Protocol.PER_RECORDING)
+    concat = protocol_ccc(truths, preds, CCCProtocol.CONCAT)
+    per_rec = protocol_ccc(truths, preds, CCCProtocol.PER_RECORDING)
     T, P = np.concatenate(truths), np.concatenate([np.asarray(p).reshape(len(p), -1) for p in preds])
     rows = [
         {
@@ -309,9 +217,9 @@ def evaluate(
         for k, t in enumerate(targets)
     ]
     df = pd.DataFrame(rows)
-    df.attrs["protocols"] = {
-        "ccc_concat": PROTOCOL_NAMES[Protocol.CONCAT],
-        "ccc_per_recording": PROTOCOL_NAMES[Protocol.PER_RECORDING],
+    df.attrs["ccc_protocols"] = {
+        "ccc_concat": CCC_PROTOCOL_NAMES[CCCProtocol.CONCAT],
+        "ccc_per_recording": CCC_PROTOCOL_NAMES[CCCProtocol.PER_RECORDING],
     }
     return df
 
@@ -333,16 +241,16 @@ def _data_fingerprint(*record_lists: Sequence[SequenceRecord]) -> str:
 
 def _check_records(records: Sequence[SequenceRecord], what: str, targets: tuple[str, ...]) -> None:
     if not records:
-        raise TrainingError(f"no {what} records")
+        raise TrainingError("fit", f"no {what} records")
     nf = records[0].x.shape[1]
     for r in records:
         if r.y is None:
-            raise TrainingError(f"{what} record {r.id} has no labels")
+            raise TrainingError("fit", f"{what} record {r.id} has no labels")
         if r.x.shape[1] != nf:
-            raise TrainingError(f"{what} record {r.id} has {r.x.shape[1]} features, {records[0].id} has {nf}")
+            raise TrainingError("fit", f"{what} record {r.id} has {r.x.shape[1]} features, {records[0].id} has {nf}")
         missing = [t for t in targets if t not in r.target_names]
         if missing:
-            raise TrainingError(f"{what} record {r.id} lacks target(s) {missing} (has {r.target_names})")
+            raise TrainingError("fit", f"{what} record {r.id} lacks target(s) {missing} (has {r.target_names})")
 
 
 def _rng_state(gen: torch.Generator) -> dict[str, Any]:
@@ -363,29 +271,18 @@ def fit(
     model: str | ModelConfig,
     train: Sequence[SequenceRecord],
     dev: Sequence[SequenceRecord] | None = None,
+    options: FitOptions | None = None,
     *,
-    targets: Sequence[str] | None = None,
-    loss: Loss = "ccc",
-    epochs: int = 30,
-    batch_size: int = 16,
-    lr: float = 2e-3,
-    weight_decay: float = 0.0,
-    clip_norm: float = 1.0,
-    warmup_steps: int = 50,
-    patience: int = 8,
-    chunk_s: float | None = 30.0,
-    hop_s: float | None = None,
-    normalization: Normalization | str = Normalization.GLOBAL,
-    protocol: Protocol | str = Protocol.CONCAT,
-    seed: int = 0,
-    device: str | None = None,
-    checkpoint_dir: str | Path | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
     resume: bool = True,
     progress: bool = True,
     callback: Callable[[dict[str, float]], None] | None = None,
-    model_options: dict[str, Any] | None = None,
+    device: str | None = None,
 ) -> TrainedModel:
     """Train a sequence model; keep the epoch with the best dev CCC.
+
+    What to train is ``model`` and ``options``; the keyword arguments only
+    say where and how to run it and never change the result.
 
     Args:
         model: a registered name (``"lstm"``, ...) or a :class:`ModelConfig`
@@ -393,80 +290,64 @@ def fit(
         train: labelled training records (full recordings; chunked here).
         dev: labelled dev records for early stopping (full recordings).
             Without dev, the last epoch is kept.
-        targets: label columns to predict jointly, e.g. ``("arousal",
-            "valence")`` (default: all of the records') or ``("arousal",)``
-            for one target; see :func:`fit_each_target`.
-        loss: ``"ccc"`` (default), ``"mse"`` or ``"ccc+mse"``.
-        epochs: maximum number of epochs.
-        batch_size: chunks per step.
-        lr: peak Adam learning rate, reached after ``warmup_steps`` steps of
-            linear warm-up, then constant.
-        weight_decay: Adam L2 penalty.
-        clip_norm: gradient norm clipping (``0``: none).
-        patience: stop after this many epochs without a better dev CCC.
-        chunk_s, hop_s: training chunk length and hop in seconds
-            (``chunk_s=None``: whole recordings).
-        normalization: ``"global"`` (fit on ``train``), ``"speaker"``,
-            ``"session"`` or ``"none"``.
-        protocol: dev CCC used for early stopping (``"concat"`` or
-            ``"per_recording"``), averaged over targets.
-        seed: initialization, dropout and shuffling.
-        device: ``"cuda"`` / ``"cpu"``; default cuda when available.
+        options: a :class:`FitOptions` (default: ``FitOptions()``); one
+            model per target: :func:`fit_each_target`.
         checkpoint_dir: write ``last.pt`` every epoch and ``model.pt`` /
             ``model.json`` for the best model; with ``resume`` an existing
             ``last.pt`` of the same run is continued.
         resume: continue from ``checkpoint_dir/last.pt`` if present.
         progress: tqdm bar over epochs.
         callback: called with each epoch's history row (after checkpointing).
-        model_options: config overrides, e.g. ``{"hidden": 32}``.
+        device: ``"cuda"`` / ``"cpu"``; default cuda when available.
 
     Returns:
         The :class:`TrainedModel` (best epoch's weights).
 
     Raises:
-        TrainingError: empty / unlabelled records, unknown targets or loss,
-            or a checkpoint of a different run in ``checkpoint_dir``.
+        TrainingError: empty / unlabelled records, unknown targets, options
+            that are not :class:`FitOptions`, or a checkpoint of a different
+            run in ``checkpoint_dir``.
     """
-    from .progress import tqdm
+    from ..progress import tqdm
 
-    targets = tuple(targets) if targets is not None else (tuple(train[0].target_names) if train else ())
+    if options is None:
+        options = FitOptions()
+    if not isinstance(options, FitOptions):
+        raise TrainingError("options", f"must be a FitOptions, got {type(options).__name__}")
+    if isinstance(dev, FitOptions):
+        raise TrainingError("dev", "got FitOptions: pass them after dev (None for no dev) or as options=")
+    targets = options.targets or (tuple(train[0].target_names) if train else ())
     _check_records(train, "train", targets)
     if dev:
         _check_records(dev, "dev", targets)
-    if loss not in ("ccc", "mse", "ccc+mse"):
-        raise TrainingError(f"unknown loss {loss!r}: use 'ccc', 'mse' or 'ccc+mse'")
-    protocol = Protocol(protocol)
-    normalization = Normalization(normalization)
     n_features = train[0].x.shape[1]
     if isinstance(model, ModelConfig):
-        config_dict = {**model.to_dict(), **(model_options or {})}
+        config_dict = {**model.to_dict(), **options.model_options}
     else:
-        config_dict = {"name": model, **(model_options or {})}
+        config_dict = {"name": model, **options.model_options}
     config_dict.update(n_features=n_features, n_targets=len(targets))
     config = config_from_dict(config_dict)
-    options = FitOptions(
-        model=config.to_dict(), targets=targets, loss=loss, epochs=epochs, batch_size=batch_size, lr=lr,
-        weight_decay=weight_decay, clip_norm=clip_norm, warmup_steps=warmup_steps, patience=patience,
-        chunk_s=chunk_s, hop_s=hop_s, normalization=normalization.value, protocol=protocol.value, seed=seed,
-    )
+    o = options
     rate_hz = float(train[0].rate_hz)
     dev_t = _device(device)
 
     train = [r.select_targets(targets) for r in train]
     dev = [r.select_targets(targets) for r in dev] if dev else []
-    normalizer = Normalizer(normalization).fit(train)
+    normalizer = Normalizer(o.normalization).fit(train)
     train_n = normalizer.transform(train)
     dev_n = normalizer.transform(dev) if dev else []
-    chunks = chunk(train_n, length_s=chunk_s, hop_s=hop_s) if chunk_s else train_n
+    chunks = chunk(train_n, length_s=o.chunk_s, hop_s=o.hop_s) if o.chunk_s else train_n
     y_train = np.concatenate([r.y for r in train])
-    label_stats = {t: {"mean": float(y_train[:, k].mean()), "std": float(y_train[:, k].std())} for k, t in enumerate(targets)}
-    fingerprint = {"options": options.fingerprint(), "data": _data_fingerprint(train, dev)}
+    label_stats = {t: {"mean": float(y_train[:, k].mean()), "std": float(y_train[:, k].std())}
+                   for k, t in enumerate(targets)}
+    fingerprint = {"options": o.fingerprint(config, targets), "data": _data_fingerprint(train, dev)}
+    saved_options = {"model": config.to_dict(), **o.replace(targets=targets).to_dict()}
 
     with torch.random.fork_rng(devices=[dev_t.index or 0] if dev_t.type == "cuda" else []):
-        torch.manual_seed(seed)
+        torch.manual_seed(o.seed)
         net = SequenceRegressor(config).to(dev_t)
-        optim = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
-        gen = torch.Generator().manual_seed(seed)
+        optim = torch.optim.Adam(net.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+        gen = torch.Generator().manual_seed(o.seed)
         state = {"epoch": 0, "step": 0, "history": [], "best_score": -math.inf, "best_epoch": 0,
                  "best_state": None, "bad_epochs": 0, "stopped": False}
 
@@ -479,12 +360,12 @@ def fit(
 
         def trained_model() -> TrainedModel:
             return TrainedModel(
-                model=net, normalizer=normalizer, targets=targets, rate_hz=rate_hz, options=asdict(options),
+                model=net, normalizer=normalizer, targets=targets, rate_hz=rate_hz, options=saved_options,
                 history=list(state["history"]), best_epoch=state["best_epoch"], label_stats=label_stats,
             )
 
-        bar = tqdm(range(state["epoch"], epochs), desc=f"fit {config.name}", disable=not progress,
-                   initial=state["epoch"], total=epochs)
+        bar = tqdm(range(state["epoch"], o.epochs), desc=f"fit {config.name}", disable=not progress,
+                   initial=state["epoch"], total=o.epochs)
         for epoch in bar:
             if state["stopped"]:
                 break
@@ -492,37 +373,37 @@ def fit(
             net.train()
             perm = torch.randperm(len(chunks), generator=gen).tolist()
             losses, preds, truths = [], [], []
-            for s in range(0, len(perm), batch_size):
-                batch = [chunks[i] for i in perm[s : s + batch_size]]
+            for s in range(0, len(perm), o.batch_size):
+                batch = [chunks[i] for i in perm[s : s + o.batch_size]]
                 x, lengths = pad([r.x for r in batch])
                 y, _ = pad([r.y for r in batch])
                 x, lengths, y = x.to(dev_t), lengths.to(dev_t), y.to(dev_t)
-                step_lr = lr * min(1.0, (state["step"] + 1) / warmup_steps) if warmup_steps > 0 else lr
+                step_lr = o.lr * min(1.0, (state["step"] + 1) / o.warmup_steps) if o.warmup_steps > 0 else o.lr
                 for group in optim.param_groups:
                     group["lr"] = step_lr
                 mask = lengths_to_mask(lengths, x.shape[1])
                 pred = net(x, lengths)
-                batch_loss = compute_loss(pred, y, mask, loss)
+                batch_loss = compute_loss(y, pred, mask, o.loss)
                 optim.zero_grad(set_to_none=True)
                 batch_loss.backward()
-                if clip_norm:
-                    torch.nn.utils.clip_grad_norm_(net.parameters(), clip_norm)
+                if o.clip_norm:
+                    torch.nn.utils.clip_grad_norm_(net.parameters(), o.clip_norm)
                 optim.step()
                 state["step"] += 1
                 losses.append(float(batch_loss.detach()) * len(batch))
                 preds.append(pred.detach()[mask].float().cpu().numpy())
                 truths.append(y[mask].float().cpu().numpy())
-            train_ccc = protocol_ccc([np.concatenate(truths)], [np.concatenate(preds)], Protocol.CONCAT)
+            train_ccc = protocol_ccc([np.concatenate(truths)], [np.concatenate(preds)], CCCProtocol.CONCAT)
             row: dict[str, float] = {"epoch": epoch + 1, "train_loss": sum(losses) / len(chunks),
                                      "train_ccc": float(np.mean(train_ccc))}
             row.update({f"train_ccc_{t}": float(train_ccc[k]) for k, t in enumerate(targets)})
             if dev_n:
-                dpred = _forward(net, [r.x for r in dev_n], batch_size, dev_t)
+                dpred = _forward(net, [r.x for r in dev_n], o.batch_size, dev_t)
                 dtrue = [r.y for r in dev_n]
-                dev_ccc = protocol_ccc(dtrue, dpred, protocol)
+                dev_ccc = protocol_ccc(dtrue, dpred, o.ccc_protocol)
                 P = torch.from_numpy(np.concatenate(dpred))[None]
                 Y = torch.from_numpy(np.concatenate(dtrue))[None]
-                row["dev_loss"] = float(compute_loss(P, Y, torch.ones(P.shape[:2], dtype=torch.bool), loss))
+                row["dev_loss"] = float(compute_loss(Y, P, torch.ones(P.shape[:2], dtype=torch.bool), o.loss))
                 row["dev_ccc"] = float(np.mean(dev_ccc))
                 row.update({f"dev_ccc_{t}": float(dev_ccc[k]) for k, t in enumerate(targets)})
                 score = row["dev_ccc"] if math.isfinite(row["dev_ccc"]) else -math.inf
@@ -539,7 +420,7 @@ def fit(
                     trained_model().save(ckdir / "model.pt")
             else:
                 state["bad_epochs"] += 1
-                if dev_n and state["bad_epochs"] >= patience:
+                if dev_n and state["bad_epochs"] >= o.patience:
                     state["stopped"] = True
             if ckdir is not None:
                 _atomic_save({
@@ -565,17 +446,16 @@ def _resume(path: Path, fingerprint: dict[str, Any], net: torch.nn.Module, optim
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise TrainingError(f"{path}: cannot resume, unreadable checkpoint ({type(error).__name__}: {error})") from error
+        raise TrainingError(path, f"cannot resume, unreadable checkpoint ({type(error).__name__}: {error})") from error
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT + "+resume":
-        raise TrainingError(f"{path}: not an emotools resume checkpoint")
-    saved = json.loads(ckpt["fingerprint"])
-    if saved != json.loads(json.dumps(fingerprint)):
-        diff = sorted(k for k in set(saved["options"]) | set(fingerprint["options"])
-                      if saved["options"].get(k) != json.loads(json.dumps(fingerprint["options"])).get(k))
-        if saved["data"] != fingerprint["data"]:
+        raise TrainingError(path, "not an emotools resume checkpoint")
+    saved, now = json.loads(ckpt["fingerprint"]), json.loads(json.dumps(fingerprint))
+    if saved != now:
+        diff = fingerprint_differences(saved["options"], now["options"])
+        if saved["data"] != now["data"]:
             diff.append("data")
         raise TrainingError(
-            f"{path}: written by a different run (differs in {diff}); "
+            path, f"written by a different run (differs in {diff}); "
             "use another checkpoint_dir or resume=False to start over"
         )
     net.load_state_dict(ckpt["model"])
@@ -587,16 +467,19 @@ def _resume(path: Path, fingerprint: dict[str, Any], net: torch.nn.Module, optim
 
 
 def fit_each_target(
-    model: str | ModelConfig, train: Sequence[SequenceRecord], dev: Sequence[SequenceRecord] | None = None, *,
-    targets: Sequence[str] | None = None, checkpoint_dir: str | Path | None = None, **options: Any,
+    model: str | ModelConfig, train: Sequence[SequenceRecord], dev: Sequence[SequenceRecord] | None = None,
+    options: FitOptions | None = None, *, checkpoint_dir: str | os.PathLike | None = None, **runtime: Any,
 ) -> dict[str, TrainedModel]:
     """One model per target (as the original project trained them): ``{target: TrainedModel}``.
 
-    ``options`` are passed to :func:`fit`; checkpoints go to ``checkpoint_dir/<target>/``.
+    Each target is trained as :func:`fit` with ``options`` restricted to it
+    (``options.targets``, default: all of the records'); ``runtime`` are
+    :func:`fit`'s keyword arguments; checkpoints go to ``checkpoint_dir/<target>/``.
     """
-    targets = tuple(targets) if targets is not None else tuple(train[0].target_names)
+    options = options or FitOptions()
+    targets = options.targets or tuple(train[0].target_names)
     return {
-        t: fit(model, train, dev, targets=(t,),
-               checkpoint_dir=None if checkpoint_dir is None else Path(checkpoint_dir) / t, **options)
+        t: fit(model, train, dev, options.replace(targets=(t,)),
+               checkpoint_dir=None if checkpoint_dir is None else Path(checkpoint_dir) / t, **runtime)
         for t in targets
     }
