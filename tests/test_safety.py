@@ -124,7 +124,7 @@ def test_a_parameter_value_is_data_never_code(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     notebook = paths.NOTEBOOKS_DIR / "00_metrics.ipynb"
     payload = f"__import__('os').mkdir({str(marker)!r})"
-    for name in ("seed", "duration_s", "smoke"):
+    for name in ("seed", "duration_s", "lag_s"):
         with pytest.raises(notebooks.ParameterError, match=f"parameter '{name}' expects"):
             notebooks.check_parameters(notebook, {name: payload}, from_text=True)
     assert not marker.exists()
