@@ -7,7 +7,26 @@ from pathlib import Path
 import pytest
 
 #: node ids (or their prefixes: a module, a test) of the tests ``pytest -m "not slow"`` leaves out.
-SLOW_TESTS: tuple[str, ...] = ()
+SLOW_TESTS: tuple[str, ...] = (
+    # whole modules that start notebooks, servers, worker processes or the smoke main job
+    "tests/test_determinism.py",
+    "tests/test_jupyter.py",
+    "tests/test_predict.py",
+    "tests/test_resume.py",
+    "tests/test_experiments.py",
+    "tests/test_bad_inputs.py",
+    "tests/test_store.py",
+    # single tests over a few seconds each (pytest --durations)
+    "tests/test_study.py::test_cost_harness",
+    "tests/test_study.py::test_run_sweep",
+    "tests/test_study.py::test_measure_costs",
+    "tests/test_models.py::test_each_architecture_overfits_one_small_batch",
+    "tests/test_features.py::test_dask",
+    "tests/test_features.py::test_a_dask_cluster",
+    "tests/test_plots.py::test_architecture_colours_are_distinct_and_stable",
+    "tests/test_synth.py::test_each_espeak_parameter",
+    "tests/test_synth.py::test_worker_processes",
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -1,0 +1,169 @@
+"""Standard figures of every notebook: learning curves, trajectories, metric bars."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import matplotlib.pyplot as plt
+
+from ..models import arch_order
+from .style import SERIES_COLORS, arch_color
+
+METRIC_LABELS: dict[str, str] = {
+    "ccc": "CCC (higher is better)",
+    "pearson": "Pearson r",
+    "mse": "MSE (lower is better)",
+    "rmse": "RMSE (lower is better)",
+}
+
+
+def plot_history(history, *, metric: str = "loss", title: str = "Validation loss per architecture") -> plt.Figure:
+    """Dev-set learning curves, one line per architecture (and panel per target group).
+
+    Args:
+        history: tidy DataFrame with columns ``architecture``, ``epoch``,
+            ``dev_<metric>`` (and optionally ``train_<metric>``, ``group``).
+        metric: ``"loss"`` or ``"ccc"``.
+    """
+    import pandas as pd
+
+    history = pd.DataFrame(history)
+    groups = list(dict.fromkeys(history["group"])) if "group" in history else [None]
+    fig, axes = plt.subplots(1, len(groups), figsize=(7 * len(groups), 5), squeeze=False, sharey=True)
+    for ax, group in zip(axes[0], groups):
+        part = history if group is None else history[history["group"] == group]
+        for arch in arch_order(part["architecture"].unique()):
+            rows = part[part["architecture"] == arch]
+            ax.plot(rows["epoch"], rows[f"dev_{metric}"], color=arch_color(arch), lw=2, label=arch)
+            if f"train_{metric}" in rows:
+                ax.plot(rows["epoch"], rows[f"train_{metric}"], color=arch_color(arch), lw=1, ls=":", alpha=0.7)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(f"dev {'1 - CCC loss' if metric == 'loss' else metric.upper()}")
+        if group is not None:
+            ax.set_title(str(group))
+    axes[0][-1].legend(title="architecture (dotted: train)", fontsize=10, title_fontsize=10,
+                       bbox_to_anchor=(1.02, 1), loc="upper left")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_trajectories(
+    time,
+    gold,
+    predictions: dict,
+    *,
+    target: str,
+    raters=None,
+    latent=None,
+    title: str | None = None,
+) -> plt.Figure:
+    """Ground truth against predictions over time for one recording and target.
+
+    Args:
+        time: ``(T,)`` seconds.
+        gold: ``(T,)`` gold standard.
+        predictions: ``{architecture: (T,) prediction}``.
+        target: ``"arousal"`` or ``"valence"`` (axis label).
+        raters: optional ``(K, T)`` individual ratings, drawn as a min-max band.
+        latent: optional ``(T,)`` latent trajectory the speech was rendered from.
+    """
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(14, 4.5))
+    if raters is not None:
+        raters = np.asarray(raters)
+        ax.fill_between(time, raters.min(axis=0), raters.max(axis=0), color=SERIES_COLORS["raters"],
+                        alpha=0.6, lw=0, label="raters (min-max)")
+    if latent is not None:
+        ax.plot(time, latent, color=SERIES_COLORS["latent"], lw=1.2, ls="--", label="latent (rendered)")
+    ax.plot(time, gold, color=SERIES_COLORS["gold"], lw=2, label="gold standard")
+    for arch in arch_order(predictions):
+        ax.plot(time, predictions[arch], color=arch_color(arch), lw=1.4, label=arch)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel(f"{target} (scale -1 to 1)")
+    ax.set_title(title or f"{target}: ground truth vs prediction")
+    ax.legend(fontsize=9, ncol=2, bbox_to_anchor=(1.01, 1), loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def plot_metric_bars(results, *, metric: str = "ccc", x: str = "target", title: str | None = None,
+                     reference: dict | None = None) -> plt.Figure:
+    """Bars of a metric per architecture, grouped by ``x``, error bars = sd over seeds.
+
+    Args:
+        results: tidy results with columns ``architecture``, ``x``, ``metric``
+            (one row per seed).
+        reference: optional ``{x value: level}`` drawn as black ticks, e.g. the
+            annotation ceiling per target.
+    """
+    import numpy as np
+    import pandas as pd
+
+    results = pd.DataFrame(results)
+    archs = arch_order(results["architecture"].unique())
+    groups = list(dict.fromkeys(results[x]))
+    stats = results.groupby([x, "architecture"])[metric].agg(["mean", "std"]).fillna(0.0)
+    width = 0.8 / max(len(archs), 1)
+    fig, ax = plt.subplots(figsize=(max(8, 1.1 * len(archs) * len(groups)), 5.5))
+    for i, arch in enumerate(archs):
+        means = [stats.loc[(g, arch), "mean"] if (g, arch) in stats.index else np.nan for g in groups]
+        stds = [stats.loc[(g, arch), "std"] if (g, arch) in stats.index else 0.0 for g in groups]
+        pos = np.arange(len(groups)) - 0.4 + width * (i + 0.5)
+        ax.bar(pos, means, width, yerr=stds, capsize=3, color=arch_color(arch), label=arch)
+    if reference:
+        for j, g in enumerate(groups):
+            if g in reference:
+                ax.hlines(reference[g], j - 0.45, j + 0.45, color=SERIES_COLORS["ceiling"], lw=2.5,
+                          label="annotation ceiling" if j == 0 else None)
+    ax.set_xticks(np.arange(len(groups)), [str(g) for g in groups])
+    ax.set_xlabel(x)
+    ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_title(title or f"{metric.upper()} per architecture")
+    ax.legend(fontsize=9, bbox_to_anchor=(1.01, 1), loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def plot_grid_history(grid, *, title: str) -> plt.Figure:
+    """:func:`plot_history` of a trained grid's dev loss (1 - CCC), one panel per ``mode · target group``.
+
+    Args:
+        grid: an :class:`emotools.experiments.GridResult` (its ``histories``).
+    """
+    history = grid.histories
+    return plot_history(history.assign(group=history["mode"] + " · " + history["group"]), metric="loss", title=title)
+
+
+def dataset_figures(grids: Mapping[str, Any], *, name: str, mode: str) -> Iterator[tuple[str, plt.Figure]]:
+    """The dataset notebooks' figures, ``(file stem, figure)`` one at a time.
+
+    Per label protocol: the dev loss per epoch (``validation_loss_<protocol>``)
+    and the first test session's trajectories per target
+    (``trajectory_<protocol>_<target>``); then test CCC and MSE per
+    architecture over protocol x target (``ccc_bars``, ``mse_bars``).
+
+    Args:
+        grids: ``{label protocol: GridResult}``.
+        name: the dataset's name in the titles.
+        mode: the training mode whose predictions are drawn.
+    """
+    import pandas as pd
+
+    for protocol, grid in grids.items():
+        yield f"validation_loss_{protocol}", plot_grid_history(
+            grid, title=f"{name}, {protocol} labels: dev loss (1 - CCC) per epoch")
+        rec, preds = grid.test_records[0], grid.predictions(mode=mode)
+        for k, target in enumerate(rec.target_names):
+            yield f"trajectory_{protocol}_{target}", plot_trajectories(
+                rec.time, rec.y[:, k], {a: p[0][:, k] for a, p in preds.items()}, target=target,
+                title=f"{name}, {protocol} labels, test session {rec.id}: {target}")
+    results = pd.concat([g.results for g in grids.values()], ignore_index=True)
+    test = results[(results["split"] == "test") & (results["postprocess"] == "none")]
+    test = test.assign(group=test["label_protocol"] + " · " + test["target"])
+    for metric in ("ccc", "mse"):
+        yield f"{metric}_bars", plot_metric_bars(
+            test, metric=metric, x="group", title=f"{name}: test {metric.upper()} per architecture and label protocol")
