@@ -22,7 +22,6 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from fractions import Fraction
 from typing import Any, Literal
 
 import numpy as np
@@ -33,6 +32,7 @@ from . import metrics
 from .errors import EmotoolsError
 from .labels import TARGETS
 from .metrics import CCCProtocol
+from .timing import exact_rate
 
 __all__ = [
     "SequenceError",
@@ -217,27 +217,13 @@ def align(
 
 
 def _rate(time: np.ndarray, name: str) -> float:
-    """Frames per second of a time grid, exact for the grid it came from.
-
-    ``1 / median step`` of float timestamps is off in the last digits
-    (9.999999999999858 for a 10 Hz grid); the step is taken as the simplest
-    fraction of a second within 1 us of the median step (timestamps are kept
-    to the microsecond), so a 10 Hz grid gives 10.0 and a 1/3 s grid 3.0.
-
-    >>> _rate(np.arange(5) * 0.1 + 0.35, "r"), _rate(np.round(np.arange(4) / 3, 6), "r")
-    (10.0, 3.0)
-    """
+    """Frames per second of a label time grid (exact: :func:`emotools.timing.grid_rate`)."""
     if len(time) < 2:
         raise SequenceError(name, "need at least 2 label frames to know the frame rate")
     step = float(np.median(np.diff(time)))
     if not step > 0:
         raise SequenceError(name, f"time steps must be > 0, the median is {step}")
-    exact = Fraction(step)
-    for limit in (10, 100, 1000, 10**4, 10**5, 10**6):
-        exact = Fraction(step).limit_denominator(limit)
-        if abs(float(exact) - step) <= 1e-6:
-            break
-    return float(1 / exact) if exact > 0 else 1.0 / step
+    return exact_rate(step)
 
 
 def make_record(

@@ -206,7 +206,7 @@ def test_read_annotation_keeps_raters_and_extras(tmp_path: Path) -> None:
     labels = read_annotation(path)
     assert list(labels.columns) == ["time", "arousal", "valence", "arousal_r1", "valence_r1", "arousal_r2",
                                     "valence_r2", "arousal_latent", "valence_latent"]
-    assert labels.attrs["rate_hz"] == pytest.approx(25.0)
+    assert labels.attrs["rate_hz"] == 25.0  # exact, not 25.000000000000533
     np.testing.assert_allclose(labels[frame.columns], frame, atol=1e-5)
 
 

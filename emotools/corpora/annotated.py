@@ -26,6 +26,7 @@ import pandas as pd
 
 from ..audio import AUDIO_SUFFIXES
 from ..fileio import atomic_write
+from ..timing import exact_rate
 from .base import COLUMNS, CorpusError, Problems, finish, inside, probe
 from .csvfiles import check_separator, read_csv
 from .splits import SPLITS
@@ -124,7 +125,7 @@ def check_annotation(frame: pd.DataFrame, path: str | os.PathLike = "<annotation
         )
     order = [*ANNOTATION_COLUMNS, *(c for c in frame.columns if c not in ANNOTATION_COLUMNS)]
     frame = frame[order].reset_index(drop=True)
-    frame.attrs["rate_hz"] = 1.0 / median
+    frame.attrs["rate_hz"] = exact_rate(median)
     return frame
 
 
