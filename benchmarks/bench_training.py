@@ -250,12 +250,16 @@ def _record_arrays(records_path: str | None) -> dict[str, Any]:
     return {"records": [{k: getattr(r, k) for k in keys} for r in records]}
 
 
+def _mean_of(cells: list[dict[str, Any]], key: str) -> float:
+    return statistics.fmean(c[key] for c in cells)
+
+
 def _summarise(raw: dict[str, Any]) -> dict[str, Any]:
     """Per-architecture means over seeds, and the test CCC statistics."""
     per_arch: dict[str, Any] = {}
     for arch in dict.fromkeys(c["architecture"] for c in raw["cells"]):
         cells = [c for c in raw["cells"] if c["architecture"] == arch]
-        mean = lambda k: statistics.fmean(c[k] for c in cells)  # noqa: E731
+        mean = functools.partial(_mean_of, cells)
         kinds = cells[0]["overhead_seconds"]
         ccc = [raw["test_ccc"]["none"][f"{arch}/{c['seed']}"] for c in cells]
         per_arch[arch] = {

@@ -170,8 +170,10 @@ def _train_cell(arch: str, mode: Mode, seed: int, splits: dict[str, list[Sequenc
         h = trained.history_frame.assign(group="+".join(group))
         histories.append(h)
         label_stats.update(trained.label_stats)
-        dev_preds = [np.concatenate([a, b], axis=1) for a, b in zip(dev_preds, trained.predict(splits["dev"], device=device))]
-        test_preds = [np.concatenate([a, b], axis=1) for a, b in zip(test_preds, trained.predict(splits["test"], device=device))]
+        dev_new = trained.predict(splits["dev"], device=device)
+        test_new = trained.predict(splits["test"], device=device)
+        dev_preds = [np.concatenate([a, b], axis=1) for a, b in zip(dev_preds, dev_new)]
+        test_preds = [np.concatenate([a, b], axis=1) for a, b in zip(test_preds, test_new)]
     rows = []
     for split, recs, preds in (("dev", splits["dev"], dev_preds), ("test", splits["test"], test_preds)):
         rows += [{"split": split, "postprocess": "none", **r} for r in score_rows(recs, preds, targets)]

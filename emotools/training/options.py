@@ -23,7 +23,8 @@ from ..metrics import CCCProtocol
 from ..models import ModelConfig
 from ..sequences import Normalization
 
-__all__ = ["TrainingError", "Loss", "LOSSES", "LRSchedule", "LR_SCHEDULES", "step_lr", "FitOptions", "fingerprint_differences", "compute_loss"]
+__all__ = ["TrainingError", "Loss", "LOSSES", "LRSchedule", "LR_SCHEDULES", "step_lr", "FitOptions",
+           "fingerprint_differences", "compute_loss"]
 
 Loss = Literal["ccc", "mse", "ccc+mse"]
 LOSSES: tuple[str, ...] = ("ccc", "mse", "ccc+mse")
