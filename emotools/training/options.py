@@ -96,7 +96,7 @@ class FitOptions:
 
     targets: tuple[str, ...] | None = None
     loss: Loss = "ccc"
-    epochs: int = 8
+    epochs: int = 10
     batch_size: int = 8
     lr: float = 2e-3
     weight_decay: float = 0.0
