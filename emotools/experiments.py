@@ -155,7 +155,8 @@ def _load_cell(folder: Path) -> Cell | None:
 
 
 def _train_cell(arch: str, mode: Mode, seed: int, splits: dict[str, list[SequenceRecord]], targets: tuple[str, ...],
-                folder: Path, fit_options: FitOptions, use_postprocess: bool, progress: bool) -> Cell:
+                folder: Path, fit_options: FitOptions, use_postprocess: bool, progress: bool,
+                device: str | None = None) -> Cell:
     start = time.perf_counter()
     groups = [targets] if mode == "joint" else [(t,) for t in targets]
     dev_preds = [np.zeros((len(r), 0), np.float32) for r in splits["dev"]]
@@ -164,13 +165,15 @@ def _train_cell(arch: str, mode: Mode, seed: int, splits: dict[str, list[Sequenc
     for group in groups:
         sub = folder / "+".join(group)
         trained = training.fit(arch, splits["train"], splits["dev"], fit_options.replace(targets=group, seed=seed),
-                               checkpoint_dir=sub, progress=progress)
+                               checkpoint_dir=sub, progress=progress, device=device)
         model_paths["+".join(group)] = str(sub / "model.pt")
         h = trained.history_frame.assign(group="+".join(group))
         histories.append(h)
         label_stats.update(trained.label_stats)
-        dev_preds = [np.concatenate([a, b], axis=1) for a, b in zip(dev_preds, trained.predict(splits["dev"]))]
-        test_preds = [np.concatenate([a, b], axis=1) for a, b in zip(test_preds, trained.predict(splits["test"]))]
+        dev_new = trained.predict(splits["dev"], device=device)
+        test_new = trained.predict(splits["test"], device=device)
+        dev_preds = [np.concatenate([a, b], axis=1) for a, b in zip(dev_preds, dev_new)]
+        test_preds = [np.concatenate([a, b], axis=1) for a, b in zip(test_preds, test_new)]
     rows = []
     for split, recs, preds in (("dev", splits["dev"], dev_preds), ("test", splits["test"], test_preds)):
         rows += [{"split": split, "postprocess": "none", **r} for r in score_rows(recs, preds, targets)]
@@ -185,15 +188,20 @@ def _train_cell(arch: str, mode: Mode, seed: int, splits: dict[str, list[Sequenc
                 round(time.perf_counter() - start, 1))
 
 
+def _cost_rank(architecture: str) -> int:
+    # Rough cost order of a cell (0: slowest), for scheduling only: attention families, LSTM families, the rest.
+    return 0 if "attention" in architecture else 1 if "lstm" in architecture else 2
+
+
 def _train_cell_job(args: tuple) -> Cell:
     """Train, score and save one cell on one CPU thread (the unit of parallel work)."""
     import torch
 
-    arch, mode, seed, splits, targets, folder, fit_options, use_postprocess = args
+    arch, mode, seed, splits, targets, folder, fit_options, use_postprocess, device = args
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small models: one thread each, cells in parallel
     try:
-        cell = _train_cell(arch, mode, seed, splits, targets, folder, fit_options, use_postprocess, False)
+        cell = _train_cell(arch, mode, seed, splits, targets, folder, fit_options, use_postprocess, False, device)
     finally:
         torch.set_num_threads(threads)
     _save_cell(folder, cell)
@@ -214,6 +222,7 @@ def run_grid(
     run_dir: str | os.PathLike | None = None,
     jobs: int | None = None,
     progress: bool = True,
+    device: str | None = None,
 ) -> GridResult:
     """Train and score every (architecture, mode, seed) cell.
 
@@ -234,7 +243,10 @@ def run_grid(
         run_dir: where checkpoints and finished cells are cached (default
             ``results/checkpoints/<dataset>-<label_protocol>``).
         jobs: cells trained at once, each in its own process on one CPU
-            thread (default: all cores). Results do not depend on it.
+            thread (default: all cores). Results do not depend on it; the
+            longest cells (attention, then LSTM families) start first so that
+            no worker is left with a long cell at the end.
+        device: ``"cuda"`` / ``"cpu"``; default cuda when available.
 
     Returns:
         A :class:`GridResult`; ``results`` has :data:`RESULT_COLUMNS`.
@@ -259,7 +271,8 @@ def run_grid(
     done = {p: c for p in plan if (c := _load_cell(folders[p])) is not None}
     todo = [p for p in plan if p not in done]
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo) or 1))
-    tasks = [(*p, splits, targets, folders[p], fit_options, postprocess_chain) for p in todo]
+    todo.sort(key=lambda p: _cost_rank(p[0]))  # stable: plan order within a rank
+    tasks = [(*p, splits, targets, folders[p], fit_options, postprocess_chain, device) for p in todo]
     bar = tqdm(total=len(plan), initial=len(done), desc=f"{dataset}/{label_protocol}", unit="model",
                disable=not progress)
     for task, cell, error in parallel.run_each(_train_cell_job, tasks, jobs=jobs):

@@ -268,6 +268,34 @@ def test_local_attention_equals_explicit_softmax(T, window):
     assert torch.isfinite(out).all()
 
 
+@pytest.mark.parametrize("T,window", [(37, 5), (33, None)])
+def test_local_attention_with_dropout_is_the_same_attention(T, window):
+    # dropout_p so small that no weight is dropped: the training path (explicit math + dropout) equals the reference
+    torch.manual_seed(T)
+    q, k, v = (torch.randn(2, 3, T, 4, dtype=torch.float64) for _ in range(3))
+    lengths = torch.tensor([T, T - 7])
+    mask = models.lengths_to_mask(lengths, T)
+    out = models.local_attention(q, k, v, mask, window, dropout_p=1e-300)
+    ref = naive_local_attention(q, k, v, mask, window)
+    for b, n in enumerate(lengths.tolist()):
+        torch.testing.assert_close(out[b, :, :n], ref[b, :, :n])
+
+
+def test_dropout_keeps_1_minus_p_scaled_and_is_seeded():
+    p, x = 0.25, torch.ones(400_000, requires_grad=True)
+    torch.manual_seed(0)
+    y = models.dropout(x, p)
+    kept = y != 0
+    assert abs(kept.double().mean().item() - (1 - p)) < 0.005  # sd of the fraction ~0.0007
+    assert torch.all(y[kept] == 1 / (1 - p))
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())  # gradient: the same mask and scale
+    torch.manual_seed(0)
+    assert torch.equal(models.dropout(x, p), y)
+    layer = models.Dropout(p).eval()
+    assert layer(x) is x and models.dropout(x, 0.0) is x
+
+
 def test_tdnn_layer_equals_dilated_convolution():
     torch.manual_seed(0)
     layer = models.TDNNLayer(5, 7, (-3, 0, 3), dropout=0.0).double()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 
 import numpy as np
@@ -85,6 +86,7 @@ def test_losses_match_their_definitions():
     ({"batch_size": 2.5}, "batch_size: must be an integer >= 1, got 2.5"),
     ({"loss": "mae"}, "unknown loss 'mae': use 'ccc', 'mse' or 'ccc+mse'"),
     ({"lr": -1.0}, "lr: must be a number >= 0, got -1.0"),
+    ({"lr_schedule": "linear"}, "lr_schedule: unknown value 'linear'; use one of ['cosine', 'constant']"),
     ({"chunk_s": 0}, "chunk_s: must be a number > 0 or None, got 0"),
     ({"normalization": "z"}, "normalization: unknown value 'z'"),
     ({"ccc_protocol": "sequence"}, "ccc_protocol: unknown value 'sequence'"),
@@ -95,6 +97,19 @@ def test_fit_options_are_checked_when_made(bad, message):
         training.FitOptions(**bad)
 
 
+def test_learning_rate_warms_up_then_follows_half_a_cosine_to_zero():
+    o = training.FitOptions(lr=0.4, warmup_steps=4)
+    total = 20
+    lrs = [training.step_lr(o, s, total) for s in range(total)]
+    assert lrs[:4] == pytest.approx([0.1, 0.2, 0.3, 0.4])
+    expected = [0.2 * (1 + math.cos(math.pi * (s - 3) / 16)) for s in range(4, total)]  # 16 steps after the warm-up
+    assert lrs[4:] == pytest.approx(expected) and lrs[-1] == pytest.approx(0.0, abs=1e-12)
+    assert all(a >= b for a, b in zip(lrs[3:], lrs[4:]))
+    constant = o.replace(lr_schedule="constant")
+    assert [training.step_lr(constant, s, total) for s in range(4, total)] == pytest.approx([0.4] * 16)
+    assert training.step_lr(o.replace(warmup_steps=0), 0, total) == pytest.approx(0.4)
+
+
 def test_fit_options_round_trip_and_keep_the_checkpoint_fingerprint():
     options = training.FitOptions(targets=["arousal"], epochs=5, seed=np.int64(3), model_options={"hidden": 8})
     assert options.targets == ("arousal",) and type(options.seed) is int
@@ -103,10 +118,16 @@ def test_fit_options_round_trip_and_keep_the_checkpoint_fingerprint():
         training.FitOptions.from_dict({"protocol": "concat"})
     # the layout checkpoints written before FitOptions became the way in have stored: they still resume
     config = models.make_config("mlp", n_features=8, n_targets=1, hidden=8)
-    assert options.replace(epochs=9).fingerprint(config, ("arousal",)) == {
+    old = options.replace(epochs=9, batch_size=16, warmup_steps=50, patience=8, lr_schedule="constant")
+    assert old.fingerprint(config, ("arousal",)) == {
         "model": config.to_dict(), "targets": ["arousal"], "loss": "ccc", "batch_size": 16, "lr": 2e-3,
         "weight_decay": 0.0, "clip_norm": 1.0, "warmup_steps": 50, "patience": 8, "chunk_s": 30.0, "hop_s": None,
         "normalization": "global", "protocol": "concat", "seed": 3}
+    # the cosine schedule spans `epochs`: a run with other epochs is another run
+    cosine = options.fingerprint(config, ("arousal",))
+    assert cosine["epochs"] == 5 and cosine["lr_schedule"] == "cosine"
+    assert training.fingerprint_differences(cosine, options.replace(epochs=9).fingerprint(config, ("arousal",))) \
+        == ["epochs"]
     assert training.fingerprint_differences({"protocol": "concat", "lr": 1}, {"protocol": "per_recording", "lr": 1}) \
         == ["ccc_protocol"]
     with pytest.raises(training.TrainingError, match="options: must be a FitOptions, got dict"):

@@ -24,6 +24,8 @@ from .config import AttentionFields, ConvFields, FrameFields, LSTMFields, TDNNFi
 
 __all__ = [
     "lengths_to_mask",
+    "dropout",
+    "Dropout",
     "FrameBlock",
     "TDNNLayer",
     "TDNNBlock",
@@ -46,6 +48,45 @@ def lengths_to_mask(lengths: torch.Tensor, max_len: int | None = None) -> torch.
     lengths = torch.as_tensor(lengths)
     max_len = int(lengths.max()) if max_len is None else max_len
     return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def dropout(x: torch.Tensor, p: float) -> torch.Tensor:
+    """Inverted dropout: each element kept with probability ``1 - p`` and scaled by ``1 / (1 - p)``.
+
+    The same distribution as :func:`torch.nn.functional.dropout` in training
+    mode, with the keep mask drawn as ``rand >= p`` in place: about half the
+    CPU time of torch's ``bernoulli_`` masks, which took a fifth of an
+    attention model's training epoch.
+    """
+    if p <= 0.0:
+        return x
+    return x * torch.rand_like(x).ge_(p).mul_(1.0 / (1.0 - p))
+
+
+class Dropout(nn.Module):
+    """:func:`dropout` as a module, active in training mode only (a drop-in for :class:`torch.nn.Dropout`)."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = float(p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return dropout(x, self.p) if self.training else x
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, keep: torch.Tensor,
+            dropout_p: float) -> torch.Tensor:
+    # Scaled dot-product attention with a boolean mask (True = attend). Without dropout: torch's fused kernel.
+    # With dropout: the same math spelled out (as torch's own math path, which dropout forces anyway), with
+    # :func:`dropout` on the attention weights. Every query row keeps at least one key (callers ensure it).
+    if dropout_p <= 0.0:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=keep)
+    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)  # (batch, heads, queries, keys)
+    weights = torch.softmax(scores.masked_fill_(~keep, float("-inf")), dim=-1)
+    return dropout(weights, dropout_p) @ v
 
 
 def _zero_padding(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -72,7 +113,7 @@ class FrameBlock(_Block):
         super().__init__()
         mods: list[nn.Module] = []
         for i in range(cfg.layers):
-            mods += [nn.Linear(d_in if i == 0 else cfg.hidden, cfg.hidden), nn.GELU(), nn.Dropout(cfg.dropout)]
+            mods += [nn.Linear(d_in if i == 0 else cfg.hidden, cfg.hidden), nn.GELU(), Dropout(cfg.dropout)]
         self.net = nn.Sequential(*mods)
         self.d_out = cfg.hidden
         self.receptive_field = 1
@@ -95,7 +136,7 @@ class TDNNLayer(nn.Module):
         self.left, self.right = max(0, -self.offsets[0]), max(0, self.offsets[-1])
         self.linear = nn.Linear(d_in * len(self.offsets), d_out)
         self.norm = nn.LayerNorm(d_out)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         T = h.shape[1]
@@ -157,7 +198,7 @@ def local_attention(
         # Key mask only, (batch, 1, 1, time): never a (time, time) tensor. Every
         # query sees at least one valid key (lengths >= 1, window >= time), so no NaN.
         keep = mask[:, None, None, :]
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=keep, dropout_p=dropout_p)
+        return _attend(q, k, v, keep, dropout_p)
     b = window
     n = -(-T // b)  # blocks
     pad = n * b - T
@@ -173,7 +214,7 @@ def local_attention(
     band = (r[:, None] + b - c[None, :]).abs() <= window  # (b, 3b), the same for every block
     qvalid = F.pad(mask, (0, pad), value=False).view(B, n, b)
     keep = band & (valid[:, :, None, :] | ~qvalid[:, :, :, None])  # (batch, blocks, b, 3b)
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=keep.reshape(B * n, 1, b, 3 * b), dropout_p=dropout_p)
+    out = _attend(q, k, v, keep.reshape(B * n, 1, b, 3 * b), dropout_p)
     return out.view(B, n, H, b, D).transpose(1, 2).reshape(B, H, n * b, D)[:, :, :T]
 
 
@@ -188,7 +229,7 @@ class AttentionLayer(nn.Module):
         self.proj = nn.Linear(d, d)
         self.norm2 = nn.LayerNorm(d)
         self.ffn = nn.Sequential(nn.Linear(d, ffn_mult * d), nn.GELU(), nn.Linear(ffn_mult * d, d))
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         B, T, D = h.shape
@@ -245,7 +286,7 @@ class LSTMBlock(_Block):
 
         self.fwd = stack()
         self.bwd = stack() if cfg.bidirectional else None
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         self.d_out = hidden * directions
         self.receptive_field = None
 
@@ -297,7 +338,7 @@ class TCNBlock(_Block):
             nn.ModuleList([_MaskedConv(hidden, hidden, kernel, 2**i), _MaskedConv(hidden, hidden, kernel, 2**i)])
             for i in range(levels)
         )
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         self.d_out = hidden
         self.receptive_field = 1 + 2 * (kernel - 1) * (2**levels - 1)
 
@@ -325,7 +366,7 @@ class DSUSBlock(_Block):
         self.down = nn.ModuleList(_MaskedConv(hidden, hidden, kernel) for _ in range(levels))
         self.bottom = _MaskedConv(hidden, hidden, kernel)
         self.up = nn.ModuleList(_MaskedConv(2 * hidden, hidden, kernel) for _ in range(levels))
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         self.d_out = hidden
         self.receptive_field = self._receptive_field(kernel, levels)
 

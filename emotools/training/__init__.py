@@ -3,7 +3,7 @@
 :func:`fit` trains a registered model (:mod:`emotools.models`) on chunks of
 the training recordings with the CCC loss (the AVEC / MuSe baselines'
 choice; ``mse`` was the original project's), Adam with a linear learning-rate
-warm-up, gradient clipping, and early stopping on the dev CCC of full
+warm-up and a cosine decay, gradient clipping, and early stopping on the dev CCC of full
 recordings; the best epoch's weights are kept. It returns a
 :class:`TrainedModel` that carries everything prediction needs: the model,
 its config, the feature normalization and the target names.

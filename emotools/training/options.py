@@ -23,10 +23,13 @@ from ..metrics import CCCProtocol
 from ..models import ModelConfig
 from ..sequences import Normalization
 
-__all__ = ["TrainingError", "Loss", "LOSSES", "FitOptions", "fingerprint_differences", "compute_loss"]
+__all__ = ["TrainingError", "Loss", "LOSSES", "LRSchedule", "LR_SCHEDULES", "step_lr", "FitOptions",
+           "fingerprint_differences", "compute_loss"]
 
 Loss = Literal["ccc", "mse", "ccc+mse"]
 LOSSES: tuple[str, ...] = ("ccc", "mse", "ccc+mse")
+LRSchedule = Literal["cosine", "constant"]
+LR_SCHEDULES: tuple[str, ...] = ("cosine", "constant")
 
 
 class TrainingError(EmotoolsError, ValueError):
@@ -63,12 +66,17 @@ class FitOptions:
             "valence")``; None: all of the training records'.
         loss: ``"ccc"`` (default), ``"mse"`` or ``"ccc+mse"``.
         epochs: maximum number of epochs.
-        batch_size: chunks per step.
+        batch_size: chunks per step (8: twelve steps per epoch on the default
+            corpus, so the model converges in a few epochs).
         lr: peak Adam learning rate, reached after ``warmup_steps`` steps of
-            linear warm-up, then constant.
+            linear warm-up, then as ``lr_schedule`` says.
         weight_decay: Adam L2 penalty.
         clip_norm: gradient norm clipping (``0``: none).
-        warmup_steps: steps of linear learning-rate warm-up (``0``: none).
+        warmup_steps: steps of linear learning-rate warm-up (``0``: none);
+            the default is one epoch of the default corpus.
+        lr_schedule: after the warm-up, ``"cosine"`` (default: half a cosine
+            from ``lr`` down to 0 at the last step of ``epochs``, so the last
+            epochs refine and a short run converges) or ``"constant"``.
         patience: stop after this many epochs without a better dev CCC.
         chunk_s, hop_s: training chunk length and hop in seconds
             (``chunk_s=None``: whole recordings; ``hop_s=None``: half a chunk).
@@ -88,13 +96,14 @@ class FitOptions:
 
     targets: tuple[str, ...] | None = None
     loss: Loss = "ccc"
-    epochs: int = 30
-    batch_size: int = 16
+    epochs: int = 10
+    batch_size: int = 8
     lr: float = 2e-3
     weight_decay: float = 0.0
     clip_norm: float = 1.0
-    warmup_steps: int = 50
-    patience: int = 8
+    warmup_steps: int = 12
+    lr_schedule: LRSchedule = "cosine"
+    patience: int = 4
     chunk_s: float | None = 30.0
     hop_s: float | None = None
     normalization: Normalization | str = Normalization.GLOBAL
@@ -109,6 +118,8 @@ class FitOptions:
             object.__setattr__(self, name, int(getattr(self, name)))
         for name in ("lr", "weight_decay", "clip_norm"):
             _check_number(name, getattr(self, name), 0)
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise TrainingError("lr_schedule", f"unknown value {self.lr_schedule!r}; use one of {list(LR_SCHEDULES)}")
         for name in ("chunk_s", "hop_s"):
             _check_number(name, getattr(self, name), 0, above=True, optional=True)
         if self.targets is not None and (isinstance(self.targets, str) or not self.targets):
@@ -144,16 +155,37 @@ class FitOptions:
         return cls(**d)
 
     def fingerprint(self, config: ModelConfig, targets: Sequence[str]) -> dict[str, Any]:
-        """What must match to resume a fit: every option but ``epochs`` (may grow), with the built config.
+        """What must match to resume a fit: every option, with the built config.
 
-        The layout (``model``, ``targets``, and ``protocol`` for the CCC
-        protocol) is the one checkpoints have always stored, so they resume.
+        ``epochs`` counts only under the cosine schedule (which spans them);
+        with ``lr_schedule="constant"`` it may grow and is left out, and so is
+        ``lr_schedule``: the layout (``model``, ``targets``, and ``protocol``
+        for the CCC protocol) is then the one checkpoints have always stored,
+        so they resume.
         """
         d = self.to_dict()
-        for name in ("epochs", "model_options"):  # model_options live in the built config
-            d.pop(name)
+        d.pop("model_options")  # model_options live in the built config
+        if self.lr_schedule == "constant":
+            d.pop("epochs")
+            d.pop("lr_schedule")
         d["protocol"] = d.pop("ccc_protocol")
         return {**d, "model": config.to_dict(), "targets": list(targets)}
+
+
+def step_lr(options: FitOptions, step: int, total_steps: int) -> float:
+    """Learning rate of optimizer step ``step`` (0-based) of ``total_steps``: linear warm-up, then the schedule.
+
+    >>> o = FitOptions(lr=1.0, warmup_steps=2)
+    >>> [round(step_lr(o, s, 6), 2) for s in range(6)]
+    [0.5, 1.0, 0.85, 0.5, 0.15, 0.0]
+    """
+    if options.warmup_steps > 0 and step < options.warmup_steps:
+        return options.lr * (step + 1) / options.warmup_steps
+    if options.lr_schedule == "constant":
+        return options.lr
+    span = max(1, total_steps - max(options.warmup_steps, 1))
+    done = min(1.0, (step - max(options.warmup_steps, 1) + 1) / span)
+    return options.lr * 0.5 * (1.0 + math.cos(math.pi * done))
 
 
 def fingerprint_differences(saved: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:

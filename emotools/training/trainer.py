@@ -21,7 +21,7 @@ from ..fileio import atomic_write, write_text
 from ..metrics import CCC_PROTOCOL_NAMES, CCCProtocol
 from ..models import ModelConfig, SequenceRegressor, config_from_dict, lengths_to_mask
 from ..sequences import Normalizer, SequenceRecord, chunk, pad, protocol_ccc
-from .options import FitOptions, TrainingError, compute_loss, fingerprint_differences
+from .options import FitOptions, TrainingError, compute_loss, fingerprint_differences, step_lr
 
 __all__ = ["CHECKPOINT_FORMAT", "TrainedModel", "fit", "fit_each_target", "predict", "evaluate", "load"]
 
@@ -364,6 +364,7 @@ def fit(
                 history=list(state["history"]), best_epoch=state["best_epoch"], label_stats=label_stats,
             )
 
+        total_steps = o.epochs * math.ceil(len(chunks) / o.batch_size)  # the cosine schedule spans them
         bar = tqdm(range(state["epoch"], o.epochs), desc=f"fit {config.name}", disable=not progress,
                    initial=state["epoch"], total=o.epochs)
         for epoch in bar:
@@ -372,15 +373,15 @@ def fit(
             started = time.perf_counter()
             net.train()
             perm = torch.randperm(len(chunks), generator=gen).tolist()
-            losses, preds, truths = [], [], []
+            losses, preds, truths = [], [], []  # kept on the device: one host copy per epoch, not per step
             for s in range(0, len(perm), o.batch_size):
                 batch = [chunks[i] for i in perm[s : s + o.batch_size]]
                 x, lengths = pad([r.x for r in batch])
                 y, _ = pad([r.y for r in batch])
                 x, lengths, y = x.to(dev_t), lengths.to(dev_t), y.to(dev_t)
-                step_lr = o.lr * min(1.0, (state["step"] + 1) / o.warmup_steps) if o.warmup_steps > 0 else o.lr
+                lr = step_lr(o, state["step"], total_steps)
                 for group in optim.param_groups:
-                    group["lr"] = step_lr
+                    group["lr"] = lr
                 mask = lengths_to_mask(lengths, x.shape[1])
                 pred = net(x, lengths)
                 batch_loss = compute_loss(y, pred, mask, o.loss)
@@ -390,11 +391,12 @@ def fit(
                     torch.nn.utils.clip_grad_norm_(net.parameters(), o.clip_norm)
                 optim.step()
                 state["step"] += 1
-                losses.append(float(batch_loss.detach()) * len(batch))
-                preds.append(pred.detach()[mask].float().cpu().numpy())
-                truths.append(y[mask].float().cpu().numpy())
-            train_ccc = protocol_ccc([np.concatenate(truths)], [np.concatenate(preds)], CCCProtocol.CONCAT)
-            row: dict[str, float] = {"epoch": epoch + 1, "train_loss": sum(losses) / len(chunks),
+                losses.append(batch_loss.detach() * len(batch))
+                preds.append(pred.detach()[mask])
+                truths.append(y[mask])
+            train_ccc = protocol_ccc([torch.cat(truths).float().cpu().numpy()],
+                                     [torch.cat(preds).float().cpu().numpy()], CCCProtocol.CONCAT)
+            row: dict[str, float] = {"epoch": epoch + 1, "train_loss": float(torch.stack(losses).sum()) / len(chunks),
                                      "train_ccc": float(np.mean(train_ccc))}
             row.update({f"train_ccc_{t}": float(train_ccc[k]) for k, t in enumerate(targets)})
             if dev_n:
