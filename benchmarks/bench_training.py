@@ -211,7 +211,7 @@ def worker(data_path: Path, out: Path, archs: list[str], seeds: list[int], epoch
     ccc = {post: {f"{a}/{s}": float(g["ccc"].mean()) for (a, s), g in t.groupby(["architecture", "seed"])}
            for post, t in test.groupby("postprocess")}
     result = {
-        "emotools_file": emotools.__file__, "torch": torch.__version__, "fit_options": options.to_dict(),
+        "emotools_version": emotools.__version__, "torch": torch.__version__, "fit_options": options.to_dict(),
         "jobs": jobs, "default_jobs": os.cpu_count(), "import_seconds": import_seconds,
         "grid_wall_seconds": wall, "loadavg_before": load_before, "loadavg_after": load_after,
         "n_train_frames": n_train, "cells": [_cell_summary(c, n_train) for c in grid.cells],
