@@ -85,7 +85,9 @@ def test_cli_smoke_with_epochs_3_trains_3_epochs_on_the_smoke_corpus(tmp_path: P
     )
     assert result.returncode == 0, result.stderr
     [entry] = json.loads((results / "notebooks" / "run_log.json").read_text())
-    assert entry["parameters"] == {"corpus_size": "smoke", "chunk_s": 10.0, "epochs": 3, "architectures": ["mlp"]}
+    preset = notebooks.smoke_preset(paths.NOTEBOOKS_DIR / "01_ground_truth.ipynb")
+    assert preset["epochs"] != 3 and preset["corpus_size"] == "smoke"  # -p must override the preset, not match it
+    assert entry["parameters"] == {**preset, "epochs": 3, "architectures": ["mlp"]}
     [history] = (results / "checkpoints" / "01_ground_truth-smoke").rglob("history.csv")
     assert sorted(pd.read_csv(history)["epoch"]) == [1, 2, 3]
 
