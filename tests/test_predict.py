@@ -75,6 +75,10 @@ def test_predict_cli_on_new_audio_of_every_length_and_format(main_job, new_audio
     assert run.returncode == 0, run.stderr[-3000:]
     assert not (out / "failures.csv").exists()
     frames: dict[float, int] = {}
+    post = load_predictor(main_job.predictor).postprocessor
+    # delay compensation shifts a recording by up to this many frames (edge-padded): a file no longer than that
+    # is legitimately predicted as a constant
+    delay = max((step.delay_frames for step in post.steps), default=0) if post is not None else 0
     for path, seconds in new_audio.items():
         stem = out / path.name  # talk3s.wav / talk3s.flac / talk3s.m4a share a stem: the suffix stays
         frame = pd.read_csv(stem.with_name(stem.name + ".csv"))
@@ -88,7 +92,8 @@ def test_predict_cli_on_new_audio_of_every_length_and_format(main_job, new_audio
             frames[seconds] = len(extract_signal(read_audio(path), SAMPLE_RATE, SPEC))
         assert len(frame) == frames[seconds] >= seconds * 10 - 10
         np.testing.assert_allclose(frame["time"], SPEC.window / 2 + np.arange(frames[seconds]) * SPEC.hop, atol=1e-5)
-        assert values.std(axis=0).min() > 0, f"{path.name}: constant prediction"
+        if len(frame) > delay + 1:
+            assert values.std(axis=0).min() > 0, f"{path.name}: constant prediction"
 
 
 def test_main_job_predictor_on_blocks_matches_its_whole_file_pass(main_job, speech: np.ndarray) -> None:
