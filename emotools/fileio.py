@@ -63,10 +63,3 @@ def write_text(path: str | os.PathLike, text: str, *, encoding: str = "utf-8") -
     with atomic_write(path) as temporary:
         temporary.write_text(text, encoding=encoding)
     return Path(path)
-
-
-def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically; returns the path."""
-    with atomic_write(path) as temporary:
-        temporary.write_bytes(data)
-    return Path(path)

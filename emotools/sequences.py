@@ -217,7 +217,7 @@ def align(
 
 
 def _rate(time: np.ndarray, name: str) -> float:
-    """Frames per second of a label time grid (exact: :func:`emotools.timing.grid_rate`)."""
+    """Frames per second of a label time grid (median step, made exact by :func:`emotools.timing.exact_rate`)."""
     if len(time) < 2:
         raise SequenceError(name, "need at least 2 label frames to know the frame rate")
     step = float(np.median(np.diff(time)))

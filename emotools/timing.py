@@ -6,16 +6,13 @@ are stored with models and predictors and compared across files, so they are
 taken as the simplest fraction of a second within 1 us of the median step
 (timestamps are kept to the microsecond).
 
->>> import numpy as np
->>> grid_rate(np.arange(5) * 0.1 + 0.35), grid_rate(np.round(np.arange(4) / 3, 6)), grid_rate(np.arange(3) * 0.04)
+>>> exact_rate(0.1 + 1e-15), exact_rate(0.333333), exact_rate(0.04 - 2e-17)
 (10.0, 3.0, 25.0)
 """
 
 from __future__ import annotations
 
 from fractions import Fraction
-
-import numpy as np
 
 
 def exact_rate(step: float) -> float:
@@ -27,10 +24,3 @@ def exact_rate(step: float) -> float:
         if exact > 0 and abs(float(exact) - step) <= 1e-6:
             return float(1 / exact)
     return 1.0 / step
-
-
-def grid_rate(time: np.ndarray) -> float:
-    """Frames per second of timestamps on a fixed grid (median step, made exact by :func:`exact_rate`)."""
-    if len(time) < 2:
-        raise ValueError("need at least 2 timestamps to know the frame rate")
-    return exact_rate(float(np.median(np.diff(np.asarray(time, dtype=float)))))
