@@ -118,7 +118,8 @@ def test_fit_options_round_trip_and_keep_the_checkpoint_fingerprint():
         training.FitOptions.from_dict({"protocol": "concat"})
     # the layout checkpoints written before FitOptions became the way in have stored: they still resume
     config = models.make_config("mlp", n_features=8, n_targets=1, hidden=8)
-    old = options.replace(epochs=9, batch_size=16, warmup_steps=50, patience=8, lr_schedule="constant")
+    old = options.replace(epochs=9, batch_size=16, warmup_steps=50, patience=8, lr_schedule="constant",
+                          precision="float32")
     assert old.fingerprint(config, ("arousal",)) == {
         "model": config.to_dict(), "targets": ["arousal"], "loss": "ccc", "batch_size": 16, "lr": 2e-3,
         "weight_decay": 0.0, "clip_norm": 1.0, "warmup_steps": 50, "patience": 8, "chunk_s": 30.0, "hop_s": None,
@@ -132,6 +133,29 @@ def test_fit_options_round_trip_and_keep_the_checkpoint_fingerprint():
         == ["ccc_protocol"]
     with pytest.raises(training.TrainingError, match="options: must be a FitOptions, got dict"):
         training.fit("mlp", [], None, {"epochs": 1})
+    # precision counts as resolved, and only when it is not float32 (which those checkpoints were)
+    assert old.replace(precision="bfloat16").fingerprint(config, ("arousal",))["precision"] == "bfloat16"
+    auto = old.replace(precision="auto").fingerprint(config, ("arousal",))
+    assert auto.get("precision", "float32") == training.resolve_precision("auto", "cpu")
+
+
+def test_precision_auto_follows_the_cpu_and_bfloat16_trains_in_float32_weights(data):
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    assert training.resolve_precision("auto", "cpu") == ("bfloat16" if native else "float32")
+    assert training.resolve_precision("auto", "meta") == "float32"
+    with pytest.raises(training.TrainingError, match=r"precision: unknown value 'fp16'"):
+        training.FitOptions(precision="fp16")
+    train, dev = data["train"], data["dev"]
+    runs = {p: training.fit("tdnn", train, dev, small("tdnn").replace(epochs=2, precision=p), progress=False)
+            for p in ("float32", "bfloat16")}
+    for p, trained in runs.items():
+        assert trained.options["precision"] == p
+        assert all(v.dtype == torch.float32 for v in trained.model.state_dict().values())
+        out = training.predict(trained, dev)[0]
+        assert out.dtype == np.float32 and np.isfinite(out).all()
+    # the same run in another arithmetic: close, not equal
+    a, b = (runs[p].history[-1]["train_loss"] for p in ("float32", "bfloat16"))
+    assert a != b and abs(a - b) < 0.05
 
 
 def test_fit_learns_and_keeps_history(data):

@@ -21,7 +21,7 @@ from ..fileio import atomic_write, write_text
 from ..metrics import CCC_PROTOCOL_NAMES, CCCProtocol
 from ..models import ModelConfig, SequenceRegressor, config_from_dict, lengths_to_mask
 from ..sequences import Normalizer, SequenceRecord, chunk, pad, protocol_ccc
-from .options import FitOptions, TrainingError, compute_loss, fingerprint_differences, step_lr
+from .options import FitOptions, TrainingError, compute_loss, fingerprint_differences, resolve_precision, step_lr
 
 __all__ = ["CHECKPOINT_FORMAT", "TrainedModel", "fit", "fit_each_target", "predict", "evaluate", "load"]
 
@@ -282,7 +282,8 @@ def fit(
     """Train a sequence model; keep the epoch with the best dev CCC.
 
     What to train is ``model`` and ``options``; the keyword arguments only
-    say where and how to run it and never change the result.
+    say where and how to run it (``device`` decides what
+    ``options.precision="auto"`` means there: :func:`resolve_precision`).
 
     Args:
         model: a registered name (``"lstm"``, ...) or a :class:`ModelConfig`
@@ -340,8 +341,9 @@ def fit(
     y_train = np.concatenate([r.y for r in train])
     label_stats = {t: {"mean": float(y_train[:, k].mean()), "std": float(y_train[:, k].std())}
                    for k, t in enumerate(targets)}
-    fingerprint = {"options": o.fingerprint(config, targets), "data": _data_fingerprint(train, dev)}
-    saved_options = {"model": config.to_dict(), **o.replace(targets=targets).to_dict()}
+    precision = resolve_precision(o.precision, dev_t)
+    fingerprint = {"options": o.fingerprint(config, targets, dev_t), "data": _data_fingerprint(train, dev)}
+    saved_options = {"model": config.to_dict(), **o.replace(targets=targets, precision=precision).to_dict()}
 
     with torch.random.fork_rng(devices=[dev_t.index or 0] if dev_t.type == "cuda" else []):
         torch.manual_seed(o.seed)
@@ -383,7 +385,9 @@ def fit(
                 for group in optim.param_groups:
                     group["lr"] = lr
                 mask = lengths_to_mask(lengths, x.shape[1])
-                pred = net(x, lengths)
+                with torch.autocast(dev_t.type, dtype=torch.bfloat16, enabled=precision == "bfloat16"):
+                    pred = net(x, lengths)
+                pred = pred.float()  # the loss in float32
                 batch_loss = compute_loss(y, pred, mask, o.loss)
                 optim.zero_grad(set_to_none=True)
                 batch_loss.backward()
