@@ -308,20 +308,23 @@ def _uptime() -> str:
 
 
 def _compare(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    """Wall-time ratio and, per architecture, the new mean test CCC against the old seeds' spread."""
-    acc = {}
+    """Wall-time ratio and, per architecture (a list of rows), the new mean test CCC against the old seeds' spread."""
+    acc = []
     for arch, o in old["summary"]["per_architecture"].items():
         n = new["summary"]["per_architecture"].get(arch)
         if n is None:
             continue
         diff = n["test_ccc_mean"] - o["test_ccc_mean"]
-        acc[arch] = {"old_mean": o["test_ccc_mean"], "old_sd": o["test_ccc_sd"], "old_min": o["test_ccc_min"],
-                     "old_max": o["test_ccc_max"], "new_mean": n["test_ccc_mean"], "new_sd": n["test_ccc_sd"],
-                     "difference": diff, "within_old_range": o["test_ccc_min"] <= n["test_ccc_mean"],
-                     "within_old_sd": diff >= -o["test_ccc_sd"],
-                     "epoch_speedup": o["seconds_per_epoch"] / n["seconds_per_epoch"],
-                     "cell_speedup": o["cell_seconds"] / n["cell_seconds"]}
+        acc.append({"architecture": arch, "old_epochs": o["epochs"], "new_epochs": n["epochs"],
+                    "old_mean": o["test_ccc_mean"], "old_sd": o["test_ccc_sd"], "old_min": o["test_ccc_min"],
+                    "old_max": o["test_ccc_max"], "new_mean": n["test_ccc_mean"], "new_sd": n["test_ccc_sd"],
+                    "difference": diff, "within_old_range": o["test_ccc_min"] <= n["test_ccc_mean"],
+                    "within_old_sd": diff >= -o["test_ccc_sd"],
+                    "epoch_speedup": o["seconds_per_epoch"] / n["seconds_per_epoch"],
+                    "cell_speedup": o["cell_seconds"] / n["cell_seconds"]})
     return {"grid_wall_ratio": old["summary"]["grid_wall_seconds"] / new["summary"]["grid_wall_seconds"],
+            "old_grid_wall_seconds": old["summary"]["grid_wall_seconds"],
+            "new_grid_wall_seconds": new["summary"]["grid_wall_seconds"],
             "accuracy": acc}
 
 
