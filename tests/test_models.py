@@ -296,6 +296,19 @@ def test_dropout_keeps_1_minus_p_scaled_and_is_seeded():
     assert layer(x) is x and models.dropout(x, 0.0) is x
 
 
+def test_dropout_masks_are_independent_across_lanes_and_shapes():
+    # four mask elements come from one 64-bit draw: neighbours must still be independent, every lane fair
+    torch.manual_seed(1)
+    x = torch.ones(3, 100_001).t()  # odd size, non-contiguous
+    kept = (models.dropout(x, 0.5) != 0).t().reshape(-1)[: 4 * 75_000].view(-1, 4).double()
+    assert kept.shape[0] == 75_000
+    for lane in range(4):  # sd of a lane's fraction ~0.0018
+        assert abs(kept[:, lane].mean().item() - 0.5) < 0.01
+    corr = torch.corrcoef(kept.t())
+    assert (corr - torch.eye(4, dtype=torch.float64)).abs().max() < 0.02  # sd ~0.0037
+    assert models.dropout(torch.ones(5), 0.9999999).abs().sum() == 0  # p rounds to 1: all dropped
+
+
 def test_tdnn_layer_equals_dilated_convolution():
     torch.manual_seed(0)
     layer = models.TDNNLayer(5, 7, (-3, 0, 3), dropout=0.0).double()

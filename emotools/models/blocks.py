@@ -55,11 +55,11 @@ def dropout(x: torch.Tensor, p: float) -> torch.Tensor:
 
     The distribution of :func:`torch.nn.functional.dropout` in training mode,
     with ``p`` rounded to a multiple of 2**-16 (0.1 -> 0.100006): the keep mask
-    compares 16-bit lanes of 64-bit random integers with a threshold, four
-    mask elements per generator draw, a fifth of the CPU time of
-    ``torch.rand`` and a seventh of ``bernoulli_`` (dropout masks took a fifth
-    of an attention model's training epoch). Uses torch's default generator,
-    so ``torch.manual_seed`` makes it reproducible.
+    compares 16-bit lanes of 64-bit random integers with a threshold: four
+    mask elements per generator draw, cheaper than ``torch.rand`` masks and
+    than torch's ``bernoulli_`` (``benchmarks/bench_kernels.py``; dropout
+    masks took a fifth of an attention model's training epoch). Uses torch's
+    default generator, so ``torch.manual_seed`` makes it reproducible.
     """
     if p <= 0.0:
         return x
@@ -69,7 +69,7 @@ def dropout(x: torch.Tensor, p: float) -> torch.Tensor:
     n = x.numel()
     bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_(-(2**63), 2**63 - 1)
     lanes = bits.view(torch.int16)[:n].view(x.shape)  # uniform on [-32768, 32767]
-    return x * (lanes >= drop - 32768).to(x.dtype).mul_(65536 / (65536 - drop))
+    return torch.where(lanes >= drop - 32768, x * (65536 / (65536 - drop)), 0.0)
 
 
 class Dropout(nn.Module):
@@ -90,7 +90,7 @@ def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, keep: torch.Tenso
             dropout_p: float) -> torch.Tensor:
     # Scaled dot-product attention with a boolean mask (True = attend). Without dropout: torch's fused kernel.
     # With dropout: the same math spelled out (as torch's own math path, which dropout forces anyway), the
-    # mask added as a 0 / -inf bias (a tenth of the time of masked_fill_ on the scores, and no backward), and
+    # mask added as a 0 / -inf bias (much cheaper than masked_fill_ on the scores, and no backward), and
     # :func:`dropout` on the attention weights. Every query row keeps at least one key (callers ensure it).
     if dropout_p <= 0.0:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=keep)
@@ -110,7 +110,7 @@ def _zero_padding(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 def _zero_finite_padding(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     # The same for finite values (inside a network whose input padding was zeroed by
-    # _zero_padding), by multiplication: a tenth of masked_fill's time, forward and backward.
+    # _zero_padding), by multiplication: cheaper than masked_fill, forward and backward.
     return h * mask[..., None].to(h.dtype)
 
 
@@ -202,7 +202,7 @@ def _rotary(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
 def _three_block_windows(x: torch.Tensor, b: int, n: int, pad: int) -> torch.Tensor:
     # (batch, heads, time, dim) -> (batch * n, heads, 3 b, dim): padded by one block on each side (and by
     # ``pad`` to whole blocks), cut into overlapping windows of blocks (i-1, i, i+1). Built by concatenating
-    # shifted block views in (batch, time, heads, dim) order: half the time of unfold, backward included.
+    # shifted block views in (batch, time, heads, dim) order: cheaper than unfold, backward included.
     B, H, T, D = x.shape
     blocks = F.pad(x.transpose(1, 2), (0, 0, 0, 0, b, b + pad)).reshape(B, n + 2, b, H, D)
     windows = torch.cat([blocks[:, :n], blocks[:, 1 : n + 1], blocks[:, 2:]], dim=2)  # (batch, n, 3 b, heads, dim)
@@ -352,7 +352,7 @@ class _MaskedConv(nn.Module):
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         # contiguous (batch, time, d) out: elementwise ops on the transposed view (GELU's backward
-        # above all) run several times slower than on contiguous memory
+        # above all) are several times slower than on contiguous memory (benchmarks/bench_kernels.py)
         return self.conv(_zero_finite_padding(h, mask).transpose(1, 2)).transpose(1, 2).contiguous()
 
 

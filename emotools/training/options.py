@@ -196,8 +196,9 @@ def resolve_precision(precision: str, device: torch.device | str = "cpu") -> str
     """``"float32"`` or ``"bfloat16"``: what :attr:`FitOptions.precision` means on ``device``.
 
     ``"auto"`` is bfloat16 where the hardware computes it natively: on CPU,
-    AVX512-BF16 or AMX (there, bfloat16 autocast trains the default grid
-    1.4-1.6x faster per epoch; without them it is emulated and slower); on
+    AVX512-BF16 or AMX (there, bfloat16 autocast makes training epochs
+    faster: ``benchmarks/bench_kernels.py``; without them it is emulated and
+    slower); on
     CUDA, :func:`torch.cuda.is_bf16_supported`. Other devices: float32.
 
     >>> resolve_precision("float32"), resolve_precision("bfloat16")
