@@ -32,7 +32,9 @@ import contextlib
 import json
 import operator
 import os
+import platform
 import re
+import subprocess
 import sys
 import tempfile
 import threading
@@ -40,6 +42,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -441,10 +444,12 @@ def run_notebook(notebook: str | os.PathLike, parameters: dict[str, Any] | None 
                 **hooks,
             )
     except PapermillExecutionError as error:
-        raise NotebookError(
+        failure = NotebookError(
             f"{notebook.name} failed in cell {error.cell_index} (execution count {error.exec_count})",
             f"{error.ename}: {error.evalue}\n  executed copy kept at {paths.shown(output)}",
-        ) from error
+        )
+        failure.cell = error.cell_index  # for the run manifest
+        raise failure from error
     return output
 
 
@@ -478,7 +483,9 @@ def run_all(
     and the overrides on top: ``parameters={"epochs": 3}, smoke=True`` trains
     3 epochs on the smoke corpus. All parameters are checked before anything
     runs. A log of parameters and wall times goes to
-    ``results/notebooks/run_log.json``; with ``progress``, stderr shows
+    ``results/notebooks/run_log.json``, and each notebook's entry in the run
+    manifest ``results/manifest.json`` (:func:`update_manifest`) is replaced
+    as soon as it ends; with ``progress``, stderr shows
     ``[i/n] notebook: cell N/M  elapsed``.
 
     Raises:
@@ -490,29 +497,154 @@ def run_all(
     if not notebooks:
         raise NotebookError(paths.shown(folder or paths.NOTEBOOKS_DIR), "no notebooks to run")
     plan = _plan(notebooks, dict(parameters or {}), from_text, smoke)
+    from .features.store import STORE_LOG_ENV
 
+    run = run_facts(only=only, smoke=smoke, overrides=dict(parameters or {}), folder=folder)
     log_path = paths.results_dir() / "notebooks" / "run_log.json"
     log: list[dict[str, Any]] = []
     outputs = []
     for i, (nb, params) in enumerate(plan, 1):
         bar = CellProgress(f"[{i}/{len(plan)}] {nb.stem}", enabled=progress)
-        start = time.perf_counter()
-        status = "failed"
+        started, start = _utc_now(), time.perf_counter()
+        status, failed_cell = "failed", None
+        store_log = Path(tempfile.mkstemp(prefix="emotools-stores-", suffix=".txt")[1])
         try:
-            outputs.append(run_notebook(nb, params, progress=bar))
+            with _environment(**{STORE_LOG_ENV: str(store_log)}):
+                outputs.append(run_notebook(nb, params, progress=bar))
             status = "ok"
         except KeyboardInterrupt:
-            status = "interrupted"
+            status, failed_cell = "interrupted", bar.position
             raise NotebookInterrupted(
                 "interrupted", f"{nb.name} in {bar.position} after {time.perf_counter() - start:.0f} s "
                                f"(partial copy: {paths.shown(executed_path(nb))})"
             ) from None
+        except NotebookError as error:
+            failed_cell = getattr(error, "cell", None)
+            raise
         finally:
             bar.close()
+            seconds = round(time.perf_counter() - start, 1)
             log.append({"notebook": nb.name, "smoke": smoke, "parameters": params, "status": status,
-                        "seconds": round(time.perf_counter() - start, 1)})
+                        "seconds": seconds})
             write_text(log_path, json.dumps(log, indent=1, default=str))
+            update_manifest(nb.stem, run, {
+                "started": started, "seconds": seconds, "status": status, "failed_cell": failed_cell,
+                "smoke": smoke, "parameters": _as_executed(nb, params), "feature_stores": _stores_opened(store_log),
+            })
+            store_log.unlink(missing_ok=True)
     return outputs
+
+
+# ---------------------------------------------------------------------- run manifest
+
+MANIFEST_FORMAT = "emotools.run-manifest"
+MANIFEST_PACKAGES: tuple[str, ...] = ("emotools", "torch", "numpy", "pandas", "opensmile", "papermill")
+
+
+def manifest_path() -> Path:
+    """``results/manifest.json``: what produced the committed results, one entry per notebook."""
+    return paths.results_dir() / "manifest.json"
+
+
+def _utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def package_versions() -> dict[str, str | None]:
+    """Installed versions of the packages the results depend on, and Python's (None: not installed)."""
+    from importlib import metadata
+
+    versions: dict[str, str | None] = {}
+    for name in MANIFEST_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions | {"python": platform.python_version()}
+
+
+def git_state(root: str | os.PathLike = paths.PROJECT_ROOT) -> dict[str, Any]:
+    """The checkout's revision and whether its sources differ from it (``results/``, ``figures/`` are outputs
+    and do not count); None for both outside a git checkout or without git."""
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", "-C", os.fspath(root), *args], capture_output=True, text=True, timeout=60)
+
+    try:
+        head = git("rev-parse", "HEAD")
+        status = git("status", "--porcelain", "--", ".", ":!results", ":!figures")
+    except (OSError, subprocess.TimeoutExpired):
+        return {"revision": None, "dirty": None}
+    if head.returncode or status.returncode:
+        return {"revision": None, "dirty": None}
+    return {"revision": head.stdout.strip(), "dirty": bool(status.stdout.strip())}
+
+
+def machine_facts() -> dict[str, Any]:
+    """Cores, torch threads, the CUDA device if any, the operating system (no host name, no paths)."""
+    import torch
+
+    return {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "system": platform.system(), "release": platform.release(), "machine": platform.machine()}
+
+
+def run_facts(*, only: Sequence[str] | None, smoke: bool, overrides: dict[str, Any],
+              folder: str | os.PathLike | None) -> dict[str, Any]:
+    """What one ``run`` shares across its notebooks: the command's options, git, packages, machine."""
+    started = _utc_now()
+    return {"id": f"{started}-{uuid.uuid4().hex[:6]}", "started": started,
+            "command": {"only": list(only or []), "smoke": smoke, "parameters": overrides,
+                        "folder": Path(folder).name if folder else None},
+            "git": git_state(), "packages": package_versions(), "machine": machine_facts()}
+
+
+def _as_executed(notebook: Path, params: dict[str, Any]) -> dict[str, Any]:
+    """Every declared parameter with the value the notebook ran with (defaults, preset, overrides)."""
+    return {name: p.default for name, p in notebook_parameters(notebook).items()} | params
+
+
+def _stores_opened(log: Path) -> list[str]:
+    """The feature stores a notebook opened (the runner's store log), as folders relative to the data folder:
+    their names are the corpus and feature keys (``features/ground_truth-default-seed0-<spec slug>``)."""
+    try:
+        lines = log.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    data = paths.data_dir()
+    folders = (Path(line).resolve() for line in lines if line.strip())
+    return list(dict.fromkeys(f.relative_to(data).as_posix() if f.is_relative_to(data) else f.name for f in folders))
+
+
+def read_manifest(path: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The run manifest (empty when there is none; one warning line and empty when it cannot be read)."""
+    path = Path(path or manifest_path())
+    if not path.is_file():
+        return {}
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+            raise ValueError(f"not a {MANIFEST_FORMAT} file")
+    except (OSError, ValueError) as error:
+        print(f"warning: {paths.shown(path)}: unreadable run manifest ({error}); starting a new one",
+              file=sys.stderr)
+        return {}
+    return manifest
+
+
+def update_manifest(notebook: str, run: dict[str, Any], entry: dict[str, Any]) -> Path:
+    """Replace ``notebook``'s entry in the run manifest, keep the others' (merged), write it atomically.
+
+    Each entry names its ``run``; ``runs`` keeps the facts (command, git,
+    packages, machine) of every run some entry still comes from.
+    """
+    manifest = read_manifest()
+    notebooks = {**manifest.get("notebooks", {}), notebook: {"run": run["id"], **entry}}
+    runs = {**manifest.get("runs", {}), run["id"]: {k: v for k, v in run.items() if k != "id"}}
+    used = {e.get("run") for e in notebooks.values()}
+    manifest = {"format": MANIFEST_FORMAT, "version": 1, "updated": _utc_now(),
+                "notebooks": dict(sorted(notebooks.items())),
+                "runs": {k: v for k, v in sorted(runs.items()) if k in used}}
+    return write_text(manifest_path(), json.dumps(manifest, indent=1, default=str) + "\n")
 
 
 def parse_overrides(pairs: Iterable[Sequence[str]]) -> dict[str, str]:

@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from . import corpora, experiments, labels, paths, predict, samples, sequences, synth
+from . import corpora, experiments, labels, paths, predict, samples, sequences, stats, synth
 from .corpora.sessions import chain_sessions, write_sessions
 from .experiments import GridResult
 from .features import FeatureError, FeatureSpec, FeatureStore, extract
@@ -36,7 +37,8 @@ from .training import FitOptions
 
 __all__ = [
     "GroundTruth", "SessionCorpus", "DatasetGrids", "split_overview", "load_ground_truth", "load_sessions",
-    "dataset_labels", "train_grids", "beside_original", "save_best", "save_dataset",
+    "dataset_labels", "train_grids", "beside_original", "seed_control_intervals", "describe_seed_control", "save_best",
+    "save_dataset",
 ]
 
 #: Label protocols a dataset notebook can train on (corpora without emotion labels).
@@ -204,8 +206,9 @@ def train_grids(corpus: SessionCorpus, label_sets: Mapping[str, Mapping[str, pd.
     return DatasetGrids(grids, pd.DataFrame(failed))
 
 
-#: What the original project's report gave for every architecture (random labels, MSE loss).
-ORIGINAL = {"original: CCC": "≈ 0 or NaN", "original: MSE": "≈ 0.086"}
+#: The original project's published test figures for (nearly) every architecture: random labels, one vector per
+#: utterance, a random utterance split, MSE loss. Its own protocol, not comparable with ours (issue 16 reruns it).
+ORIGINAL = {"original (own protocol): CCC": "≈ 0 or NaN", "original (own protocol): MSE": "≈ 0.086"}
 
 
 def beside_original(results: pd.DataFrame) -> pd.DataFrame:
@@ -217,6 +220,66 @@ def beside_original(results: pd.DataFrame) -> pd.DataFrame:
     for i, (column, value) in enumerate(ORIGINAL.items()):
         side.insert(i, column, value)
     return side.loc[list(dict.fromkeys(test["architecture"]))]
+
+
+def _utterance_pieces(record: sequences.SequenceRecord, prediction: np.ndarray, chains: pd.DataFrame
+                      ) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """``(utterance, labels, predictions)`` per utterance of a chained test session: each frame belongs to the
+    utterance playing at its time (gaps and the tail to the one before, as :func:`labels.chain_labels` labels them)."""
+    segments = chains[chains["chain"] == record.id].sort_values("start", kind="stable")
+    owner = np.clip(np.searchsorted(segments["start"].to_numpy(), record.time, side="right") - 1, 0, None)
+    names = segments["utterance"].astype(str).to_numpy()
+    return [(names[k], record.y[owner == k], prediction[owner == k]) for k in np.unique(owner)]
+
+
+def seed_control_intervals(grids: DatasetGrids, corpus: SessionCorpus, *, mode: str = "joint",
+                           n_resamples: int = 2000, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """Test CCC of every architecture under the ``seed`` control with a bootstrap CI over test utterances.
+
+    The control's labels are one value per utterance, so utterances are the
+    independent units: each test session is cut at its utterances and the
+    bootstrap resamples them (and seeds, when there are several;
+    :func:`emotools.stats.bootstrap_ccc`, CCC of the resampled utterances
+    concatenated, raw predictions). The estimate is the table's test CCC.
+
+    Returns:
+        One row per architecture and target: ``ccc``, ``low``, ``high``,
+        ``half_width``, ``covers_0``, ``utterances``; empty without a ``seed`` grid.
+    """
+    grid = grids.grids.get(LabelProtocol.SEED.value)
+    if grid is None:
+        return pd.DataFrame()
+    rows = []
+    for architecture in dict.fromkeys(c.architecture for c in grid.cells if c.mode == mode):
+        cells = [c for c in grid.cells if c.mode == mode and c.architecture == architecture]
+        pieces = {c.seed: [p for r, y in zip(grid.test_records, c.test_predictions)
+                           for p in _utterance_pieces(r, y, corpus.chains)] for c in cells}
+        first = next(iter(pieces.values()))
+        units, truths = [u for u, _, _ in first], [t for _, t, _ in first]
+        for j, target in enumerate(cells[0].targets):
+            ci = stats.bootstrap_ccc(truths, {s: [p for _, _, p in v] for s, v in pieces.items()}, units=units,
+                                     unit="utterance", target=j, n_resamples=n_resamples, level=level, seed=seed)
+            rows.append({"architecture": architecture, "target": target, "ccc": ci.estimate, "low": ci.low,
+                         "high": ci.high, "half_width": ci.half_width, "covers_0": not ci.excludes(0.0),
+                         "utterances": ci.n_units})
+    return pd.DataFrame(rows)
+
+
+#: The half-width below which the seed control can tell a CCC from 0 (issue: "controls with power").
+SEED_CONTROL_POWER = 0.1
+
+
+def describe_seed_control(intervals: pd.DataFrame) -> str:
+    """One sentence on a :func:`seed_control_intervals` table: how many CIs cover 0, and whether it has power."""
+    if intervals.empty:
+        return "no seed control in this run"
+    widest = intervals["half_width"].max()
+    power = (f"every half-width is below {SEED_CONTROL_POWER:g}: the control can tell its CCC from 0"
+             if widest < SEED_CONTROL_POWER else
+             f"the widest half-width is {widest:.3f} (>= {SEED_CONTROL_POWER:g}): too little test material "
+             f"for the control to show CCC ≈ 0 within ±{SEED_CONTROL_POWER:g}")
+    return (f"{int(intervals['covers_0'].sum())} of {len(intervals)} 95% CIs cover 0 "
+            f"({int(intervals['utterances'].iloc[0])} test utterances resampled); {power}.")
 
 
 # ------------------------------------------------------------------------------- save
@@ -237,10 +300,17 @@ def save_best(grid: GridResult, notebook: str, spec: FeatureSpec, **info: Any) -
 def save_dataset(grids: DatasetGrids, corpus: SessionCorpus, *, notebook: str, note: str) -> list[Path]:
     """Write the results table (and its note), the best ``proxy`` predictor, and the summary of every notebook.
 
+    The table carries 95% CIs (:func:`emotools.experiments.interval_table`,
+    also ``results/<notebook>_intervals.csv``) and the paired CI of the best
+    context model against the frame-local mlp (``<notebook>_vs_frame_local.csv``).
+
     Returns:
         The files and folders written.
     """
-    written = list(experiments.write_results(grids.results, notebook, note=note))
+    grid_list = list(grids.grids.values())
+    written = list(experiments.write_results(grids.results, notebook, note=note,
+                                             intervals=experiments.interval_table(grid_list),
+                                             comparisons=experiments.frame_local_comparison(grid_list)))
     if LabelProtocol.PROXY.value in grids.grids:
         folder, _ = save_best(grids.grids[LabelProtocol.PROXY.value], notebook, corpus.spec, dataset=corpus.dataset,
                               label_protocol=LabelProtocol.PROXY.value)

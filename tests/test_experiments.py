@@ -78,6 +78,13 @@ def test_run_grid_tidy_results_caching_and_tables(tmp_path: Path, isolated_dirs)
     summary = experiments.write_summary(["toy_results"]).read_text()
     assert "lstm" in summary
 
+    # Intervals of a really trained grid: the AVEC chain fit on dev, re-applied, gives the rows' CCC.
+    intervals = experiments.interval_table(grid, n_resamples=200).set_index(["architecture", "target", "postprocess"])
+    test = r[r["split"] == "test"].set_index(["architecture", "target", "postprocess"])["ccc"]
+    for key, ccc in test.items():
+        assert intervals.loc[key, "ccc"] == pytest.approx(ccc, abs=1e-6), key
+    assert set(intervals["unit"]) == {"speaker"} and set(intervals["n_units"]) == {2}
+
 
 def test_run_grid_separate_mode_trains_one_model_per_target(tmp_path: Path) -> None:
     recs = _records({"train": 3, "dev": 1, "test": 1})
@@ -125,3 +132,141 @@ def test_parallel_cells_equal_serial_cells(tmp_path: Path) -> None:
     for a, b in zip(serial.cells, parallel.cells):
         for x, y in zip(a.test_predictions, b.test_predictions):
             np.testing.assert_array_equal(x, y)
+
+
+# ------------------------------------------------------------------------ intervals
+
+
+def _hand_grid(noise: dict[str, float], *, seeds: int = 3, speakers: int = 4, per_speaker: int = 2,
+               frames: int = 200, bias: float = 0.1) -> experiments.GridResult:
+    """A GridResult built by hand: per architecture, predictions = truth + noise of the given sd (per seed).
+
+    Each speaker has its own truth scale, so test speakers differ; the AVEC chain is a fixed bias correction.
+    """
+    from emotools.postprocess import PostProcessor, TargetSteps
+
+    rng = np.random.default_rng(7)
+    records = []
+    for s in range(speakers):
+        for i in range(per_speaker):
+            t = np.arange(frames) / 10.0
+            y = (0.3 + 0.2 * s) * np.stack([np.sin(t / 2 + i + s), np.cos(t / 3 + s)], axis=1)
+            records.append(SequenceRecord(id=f"t{s}-{i}", x=np.zeros((frames, 1), np.float32), y=y.astype(np.float32),
+                                          time=t, rate_hz=10.0, speaker=f"spk{s}", session=f"t{s}-{i}", split="test"))
+    targets = ("arousal", "valence")
+    chain = PostProcessor(targets, 10.0, [TargetSteps(offset=-bias), TargetSteps(offset=-bias)]).to_dict()
+    cells = []
+    for arch, sd in noise.items():
+        for seed in range(seeds):
+            preds = [(r.y + bias + rng.normal(scale=sd, size=r.y.shape)).astype(np.float32) for r in records]
+            post = PostProcessor.from_dict(chain).apply(preds)
+            rows = [{"split": "test", "postprocess": kind, **row} for kind, p in (("none", preds), ("avec", post))
+                    for row in experiments.score_rows(records, p, targets)]
+            # dev rows: the architecture with less noise is better on dev too
+            rows += [{**row, "split": "dev"} for row in rows]
+            cells.append(experiments.Cell(arch, "joint", seed, targets, rows, pd.DataFrame(), preds, chain))
+    results = pd.DataFrame([{"dataset": "toy", "label_protocol": "annotation", "architecture": c.architecture,
+                             "mode": c.mode, "seed": c.seed, **r} for c in cells for r in c.rows])
+    return experiments.GridResult(results[experiments.RESULT_COLUMNS], pd.DataFrame(), cells, records)
+
+
+def test_interval_table_estimates_equal_results_means_and_ci_contains_them() -> None:
+    grid = _hand_grid({"mlp": 0.6, "tcn": 0.2})
+    table = experiments.interval_table(grid, n_resamples=500)
+    assert list(table.columns) == experiments.INTERVAL_COLUMNS
+    assert len(table) == 2 * 2 * 2  # architectures x targets x (raw, avec)
+    test = grid.results[grid.results["split"] == "test"]
+    means = test.groupby(["architecture", "target", "postprocess"])["ccc"].agg(["mean", "std"])
+    for _, row in table.iterrows():
+        mean, sd = means.loc[(row["architecture"], row["target"], row["postprocess"])]
+        assert row["ccc"] == pytest.approx(mean, abs=1e-6)
+        assert row["ccc_sd"] == pytest.approx(sd, abs=1e-12)
+        assert row["ccc_low"] <= row["ccc"] <= row["ccc_high"]
+    assert set(table["unit"]) == {"speaker"} and set(table["n_units"]) == {4} and set(table["n_seeds"]) == {3}
+    assert table["seeds_resampled"].all() and set(table["n_resamples"]) == {500}
+    # The chain removes the bias: CCC after it is higher, and the estimate equals the CCC of the post-processed rows.
+    raw = table.set_index(["architecture", "target", "postprocess"])["ccc"]
+    assert raw[("tcn", "arousal", "avec")] > raw[("tcn", "arousal", "none")]
+    # Independent check of one point: the CCC of seed-mean concatenated predictions per seed, averaged.
+    k = 0
+    truth = np.concatenate([r.y[:, k] for r in grid.test_records])
+    per_seed = [metrics.ccc(truth, np.concatenate([p[:, k] for p in experiments.cell_predictions(c, "avec")]))
+                for c in grid.cells if c.architecture == "tcn"]
+    assert raw[("tcn", "arousal", "avec")] == pytest.approx(np.mean(per_seed), abs=1e-9)
+
+
+def test_interval_table_marks_the_best_only_when_the_paired_ci_excludes_zero() -> None:
+    clear = experiments.interval_table(_hand_grid({"mlp": 1.0, "tcn": 0.1}), n_resamples=500)
+    close = experiments.interval_table(_hand_grid({"mlp": 0.3, "tcn": 0.3}), n_resamples=500)
+    for table in (clear, close):
+        for _, group in table.groupby(["target", "postprocess"]):
+            runner = group[group["architecture"] == group["runner_up"].iloc[0]].iloc[0]
+            excludes = not runner["diff_low"] <= 0 <= runner["diff_high"]
+            assert group["best"].sum() == int(excludes)
+            assert runner["separable_from_best"] == excludes
+    assert clear["best"].sum() == 4 and set(clear.loc[clear["best"], "architecture"]) == {"tcn"}
+    assert not close["best"].any()
+    # the difference is best - runner-up, on the estimates
+    g = clear[(clear["target"] == "arousal") & (clear["postprocess"] == "none")].set_index("architecture")
+    assert g.loc["mlp", "diff_to_best"] == pytest.approx(g.loc["tcn", "ccc"] - g.loc["mlp", "ccc"], abs=1e-9)
+    assert g.loc["mlp", "diff_low"] > 0
+
+    md = experiments.summary_table(_hand_grid({"mlp": 1.0, "tcn": 0.1}).results, intervals=clear)
+    assert list(md.columns)[4:] == ["ccc arousal", "95% CI arousal", "ccc valence", "95% CI valence",
+                                    "mse arousal", "mse valence"]
+    row = md.set_index("architecture").loc["tcn"]
+    assert row["ccc arousal"].startswith("**") and not md.set_index("architecture").loc["mlp", "ccc arousal"][0] == "*"
+    lo, hi = g.loc["tcn", ["ccc_low", "ccc_high"]]
+    assert row["95% CI arousal"] == f"[{lo:.3f}, {hi:.3f}]"
+    notes = experiments.interval_notes(close)
+    assert notes[0] == "95% CI: bootstrap over the 4 test speakers and the 3 seeds, 500 resamples, percentile."
+    assert all("best not resolved" in n for n in notes[1:]) and len(notes) == 3
+    assert "separable from the runner-up: tcn - mlp" in experiments.interval_notes(clear)[1]
+
+
+def test_interval_units_fall_back_to_recordings_and_to_no_ci() -> None:
+    one_speaker = experiments.interval_table(_hand_grid({"mlp": 0.5, "tcn": 0.2}, speakers=1, per_speaker=3),
+                                             n_resamples=200)
+    assert set(one_speaker["unit"]) == {"recording"} and set(one_speaker["n_units"]) == {3}
+    single = _hand_grid({"mlp": 0.5, "tcn": 0.2}, speakers=1, per_speaker=1, seeds=1)
+    table = experiments.interval_table(single, n_resamples=200)
+    assert table["ccc_low"].isna().all() and table["ccc"].notna().all() and not table["best"].any()
+    assert experiments.interval_notes(table)[0] == "no CI: only 1 test recording."
+    comp = experiments.frame_local_comparison(single)  # the difference, without a CI
+    assert len(comp) == 4 and comp["diff_low"].isna().all() and not comp["excludes_zero"].any()
+    np.testing.assert_allclose(comp["difference"], comp["context_ccc"] - comp["frame_local_ccc"])
+    assert "| no CI " in experiments.comparison_markdown(comp) and "no CI: only 1 test recording" in \
+        experiments.comparison_markdown(comp)
+
+
+def test_frame_local_comparison_picks_the_context_model_on_dev_and_states_the_paired_ci() -> None:
+    grid = _hand_grid({"mlp": 0.8, "tcn": 0.2, "lstm": 0.4})
+    comp = experiments.frame_local_comparison(grid, n_resamples=500)
+    assert list(comp.columns) == experiments.COMPARISON_COLUMNS and len(comp) == 4
+    assert set(comp["context_model"]) == {"tcn"} and set(comp["frame_local"]) == {"mlp"}
+    ref = experiments.interval_table(grid, n_resamples=500).set_index(["architecture", "target", "postprocess"])
+    for _, c in comp.iterrows():
+        tcn, mlp = (ref.loc[(a, c["target"], c["postprocess"]), "ccc"] for a in ("tcn", "mlp"))
+        diff = tcn - mlp
+        assert c["difference"] == pytest.approx(diff, abs=1e-9)
+        assert c["diff_low"] <= c["difference"] <= c["diff_high"]
+        assert c["excludes_zero"] == (c["diff_low"] > 0 or c["diff_high"] < 0)
+    assert comp["excludes_zero"].all()  # noise 0.8 vs 0.2: clearly resolved
+    text = experiments.comparison_markdown(comp)
+    assert "| tcn " in text and "bootstrap over the 4 test speakers and the 3 seeds" in text
+
+
+def test_write_results_with_intervals_writes_every_number_to_a_file(isolated_dirs) -> None:
+    grid = _hand_grid({"mlp": 1.0, "tcn": 0.1})
+    intervals = experiments.interval_table(grid, n_resamples=300)
+    comp = experiments.frame_local_comparison(grid, n_resamples=300)
+    csv, md, iv_csv, comp_csv = experiments.write_results(grid.results, "toy_ci", note="n", intervals=intervals,
+                                                          comparisons=comp, sections=[("Extra", "body")])
+    assert iv_csv.name == "toy_ci_intervals.csv" and comp_csv.name == "toy_ci_vs_frame_local.csv"
+    back = pd.read_csv(iv_csv)
+    np.testing.assert_allclose(back["ccc_low"], intervals["ccc_low"], rtol=1e-5)
+    text = md.read_text()
+    assert text.count("95% CI: bootstrap over the 4 test speakers and the 3 seeds") == 3  # raw, avec, comparison
+    assert "## Context model vs frame-local model (test)" in text and "## Extra\n\nbody" in text
+    summary = experiments.write_summary(["toy_ci"]).read_text()
+    assert "95% CI arousal" in summary and "**" in summary

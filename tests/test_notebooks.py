@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -321,3 +322,51 @@ def test_kernel_points_at_this_interpreter() -> None:
 
     spec = KernelSpecManager().get_kernel_spec(name)
     assert spec.argv[0] == sys.executable
+
+
+def _seed_control_grid(n_sessions: int, utterances: int, signal: float, rng) -> tuple:
+    """Chained test sessions of ``utterances`` utterances with one U(0, 1) label each, predictions
+    ``signal * label + noise`` per frame, as the dataset notebooks' seed grid and corpus hold them."""
+    from emotools import pipeline
+    from emotools.experiments import Cell, GridResult
+    from emotools.sequences import SequenceRecord
+
+    chains, records, predictions = [], [], []
+    for s in range(n_sessions):
+        lengths = rng.integers(30, 90, size=utterances)  # frames at 10 Hz
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]) / 10.0
+        chains += [{"chain": f"c{s}", "utterance": f"c{s}-{k}", "start": starts[k]} for k in range(utterances)]
+        y = np.repeat(rng.uniform(0, 1, size=(utterances, 2)), lengths, axis=0).astype(np.float32)
+        time = np.arange(len(y)) / 10.0 + 0.05
+        records.append(SequenceRecord(f"c{s}", np.zeros((len(y), 1), np.float32), time, 10.0, y, split="test"))
+        predictions.append(signal * y + rng.normal(0, 0.3, size=y.shape))
+    cells = [Cell("mlp", "joint", 0, ("arousal", "valence"), [], pd.DataFrame(), predictions, None)]
+    grid = GridResult(pd.DataFrame(), pd.DataFrame(), cells, records)
+    corpus = pipeline.SessionCorpus("toy", pd.DataFrame(), pd.DataFrame(chains), pd.DataFrame(), None, None, True)
+    return pipeline.DatasetGrids({"seed": grid}, pd.DataFrame()), corpus, records, predictions
+
+
+def test_seed_control_interval_resamples_utterances_and_keeps_the_tables_ccc() -> None:
+    from emotools import metrics, pipeline
+
+    rng = np.random.default_rng(0)
+    grids, corpus, records, predictions = _seed_control_grid(4, 30, 0.0, rng)
+    table = pipeline.seed_control_intervals(grids, corpus, n_resamples=500)
+    assert table[["architecture", "target"]].values.tolist() == [["mlp", "arousal"], ["mlp", "valence"]]
+    assert (table["utterances"] == 120).all()  # the resampled unit: utterances, not sessions or frames
+    for j, row in table.iterrows():  # the estimate is the CCC of the test sessions concatenated
+        truth = np.concatenate([r.y[:, j] for r in records])
+        assert row["ccc"] == pytest.approx(metrics.ccc(truth, np.concatenate([p[:, j] for p in predictions])))
+        assert row["low"] <= row["ccc"] <= row["high"]
+        assert row["half_width"] == pytest.approx((row["high"] - row["low"]) / 2)
+        assert row["covers_0"] == (row["low"] <= 0 <= row["high"])
+    assert (table["half_width"] < 0.1).all() and (table["ccc"].abs() < 0.05).all()  # no signal, 120 utterances
+    covered = int(table["covers_0"].sum())
+    assert pipeline.describe_seed_control(table) == (
+        f"{covered} of 2 95% CIs cover 0 (120 test utterances resampled); every half-width is below 0.1: "
+        "the control can tell its CCC from 0.")
+
+    few, corpus, *_ = _seed_control_grid(1, 8, 1.0, rng)  # the built-in samples' test set: 8 utterances
+    table = pipeline.seed_control_intervals(few, corpus, n_resamples=500)
+    assert not table["covers_0"].any() and (table["utterances"] == 8).all()  # a real signal is told from 0
+    assert pipeline.seed_control_intervals(pipeline.DatasetGrids({}, pd.DataFrame()), corpus).empty

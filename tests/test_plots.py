@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.colors import to_hex
-from matplotlib.container import BarContainer, ErrorbarContainer
+from matplotlib.container import ErrorbarContainer
 
 from emotools import plots
 
@@ -126,6 +126,11 @@ def _results() -> pd.DataFrame:
                          for (a, t), values in ccc.items() for s, v in enumerate(values)])
 
 
+def _error_segments(ax) -> list[np.ndarray]:
+    """The error bars' (2, 2) segments, per architecture in drawing order."""
+    return [c.get_segments() for c in ax.collections if c.get_label() == "_error bars"]
+
+
 def test_metric_bars_are_means_with_sd_error_bars_in_architecture_colours() -> None:
     fig = plots.plot_metric_bars(_results(), metric="ccc", reference={"arousal": 0.9})
     ax = fig.axes[0]
@@ -136,13 +141,58 @@ def test_metric_bars_are_means_with_sd_error_bars_in_architecture_colours() -> N
     np.testing.assert_allclose(heights[2:], [0.6, 0.2])  # lstm
     assert {_hex(b) for b in bars[:2]} == {plots.ARCH_COLORS["mlp"]}
     assert {_hex(b) for b in bars[2:]} == {plots.ARCH_COLORS["lstm"]}
-    [mlp_bars, lstm_bars] = [c for c in ax.containers if isinstance(c, BarContainer)]
-    segments = lstm_bars.errorbar.lines[2][0].get_segments()
-    np.testing.assert_allclose([s[1, 1] - s[0, 1] for s in segments], [2 * np.std([0.5, 0.7], ddof=1), 0.0])
+    [_mlp, lstm] = _error_segments(ax)
+    sd = np.std([0.5, 0.7], ddof=1)
+    np.testing.assert_allclose(lstm[0][:, 1], [0.6 - sd, 0.6 + sd])  # arousal: mean ± sd over 2 seeds
+    np.testing.assert_allclose(lstm[1][:, 1], [0.2, 0.2], atol=1e-12)  # valence: two equal seeds, sd 0
     assert [t.get_text() for t in ax.get_xticklabels()] == ["arousal", "valence"]
     assert ax.get_ylabel() == plots.METRIC_LABELS["ccc"] and ax.get_title() == "CCC per architecture"
+    assert ax.get_legend().get_title().get_text() == "error bars: ± sd over seeds"
     [ceiling] = [c for c in ax.collections if c.get_label() == "annotation ceiling"]
     assert ceiling.get_segments()[0][0, 1] == pytest.approx(0.9)
+
+
+def _intervals(results: pd.DataFrame) -> pd.DataFrame:
+    means = results.groupby(["target", "architecture"])["ccc"].mean().reset_index()
+    return means.assign(ccc_low=means["ccc"] - 0.1, ccc_high=means["ccc"] + 0.05 * np.arange(1, len(means) + 1),
+                        level=0.95)
+
+
+def test_metric_bar_error_bars_are_the_ci_bounds_without_caps_or_vertical_grid_lines() -> None:
+    plots.set_style()  # the style with a grid: its x grid lines used to cross each group
+    results = _results()
+    intervals = _intervals(results)
+    fig = plots.plot_metric_bars(results, metric="ccc", intervals=intervals, reference={"arousal": 0.9})
+    ax = fig.axes[0]
+    drawn = {}
+    for arch, segments in zip(["mlp", "lstm"], _error_segments(ax)):
+        for target, seg in zip(["arousal", "valence"], segments):
+            drawn[(target, arch)] = seg
+    for _, row in intervals.iterrows():
+        seg = drawn[(row["target"], row["architecture"])]
+        np.testing.assert_allclose(seg[:, 1], [row["ccc_low"], row["ccc_high"]])  # from the CI's low to its high
+        assert seg[0, 0] == seg[1, 0]  # vertical, at the bar's centre
+    assert ax.get_legend().get_title().get_text() == "error bars: 95% CI"
+    # no caps, no matplotlib errorbar containers, no line spanning the axes vertically
+    assert not any(isinstance(c, ErrorbarContainer) for c in ax.containers)
+    assert not [line for line in ax.get_lines() if line.get_marker() not in (None, "None", "")]
+    assert not any(line.get_visible() for line in ax.get_xgridlines())
+    assert all(np.ptp(np.asarray(line.get_xdata(), float)) > 0 for line in ax.get_lines())  # only the y = 0 line
+    # One seed: a CI over test units is drawn, still without caps; no CI row: no error bar.
+    one = results[results["seed"] == 0]
+    fig = plots.plot_metric_bars(one, metric="ccc", intervals=intervals.iloc[:1])
+    segments = [s for c in _error_segments(fig.axes[0]) for s in c if s.size]  # NaN: not drawn
+    assert len(segments) == 1 and not any(isinstance(c, ErrorbarContainer) for c in fig.axes[0].containers)
+    plt.close("all")
+
+
+def test_metric_bars_draw_no_error_bar_on_a_single_seed_without_intervals() -> None:
+    fig = plots.plot_metric_bars(_results().query("seed == 0"), metric="ccc")
+    ax = fig.axes[0]
+    assert not [s for c in _error_segments(ax) for s in c if s.size]  # NaN ends: nothing drawn
+    assert ax.get_legend().get_title().get_text() == ""
+    with pytest.raises(ValueError, match="more than one row"):
+        plots.plot_metric_bars(_results(), intervals=pd.concat([_intervals(_results())] * 2))
 
 
 def test_trajectories_draw_raters_band_latent_gold_and_each_prediction() -> None:
@@ -164,15 +214,19 @@ def _grid(protocol: str, offset: float) -> SimpleNamespace:
     y = np.stack([time, -time], axis=1)
     record = SimpleNamespace(id="s1", time=time, y=y, target_names=["arousal", "valence"])
     results = pd.DataFrame([{"architecture": a, "target": t, "label_protocol": protocol, "split": split,
-                             "postprocess": "none", "ccc": offset, "mse": 1 - offset, "seed": 0}
+                             "postprocess": "none", "ccc": offset, "mse": 1 - offset, "seed": 0, "mode": "joint"}
                             for a in ("mlp", "lstm") for t in ("arousal", "valence") for split in ("dev", "test")])
     return SimpleNamespace(histories=_history().assign(mode="joint"), test_records=[record], results=results,
                            predictions=lambda mode: {"mlp": [y + offset], "lstm": [y - offset]})
 
 
 def test_dataset_figures_name_one_figure_per_protocol_step_then_the_bars() -> None:
+    intervals = pd.DataFrame([{"label_protocol": p, "target": t, "architecture": a, "mode": "joint",
+                               "postprocess": post, "ccc_low": lo, "ccc_high": lo + 0.2, "level": 0.95}
+                              for p, lo in (("seed", -0.1), ("proxy", 0.4)) for t in ("arousal", "valence")
+                              for a in ("mlp", "lstm") for post in ("none", "avec")])
     figures = dict(plots.dataset_figures({"seed": _grid("seed", 0.0), "proxy": _grid("proxy", 0.5)},
-                                         name="VoxCeleb1", mode="joint"))
+                                         name="VoxCeleb1", mode="joint", intervals=intervals))
     assert list(figures) == ["validation_loss_seed", "trajectory_seed_arousal", "trajectory_seed_valence",
                              "validation_loss_proxy", "trajectory_proxy_arousal", "trajectory_proxy_valence",
                              "ccc_bars", "mse_bars"]
@@ -183,6 +237,9 @@ def test_dataset_figures_name_one_figure_per_protocol_step_then_the_bars() -> No
     assert [t.get_text() for t in bars.get_xticklabels()] == [
         "seed · arousal", "seed · valence", "proxy · arousal", "proxy · valence"]
     np.testing.assert_allclose([b.get_height() for b in bars.patches], [0, 0, 0.5, 0.5] * 2)
+    for segments in _error_segments(bars):  # the CCC bars' error bars are the given CIs, per protocol
+        np.testing.assert_allclose([s[:, 1] for s in segments], [[-0.1, 0.1]] * 2 + [[0.4, 0.6]] * 2)
+    assert bars.get_legend().get_title().get_text() == "error bars: 95% CI"
     assert figures["mse_bars"].axes[0].get_title() == "VoxCeleb1: test MSE per architecture and label protocol"
 
 

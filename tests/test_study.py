@@ -233,11 +233,12 @@ def _study_table() -> pd.DataFrame:
         name = family if knob is None else f"{family} ({knob} {value})"
         for seed in seeds:
             for target, c in ccc_by_target.items():
-                rows.append({"dataset": "ground_truth", "label_protocol": f"annotation, lag {lag:g} s", "architecture": name,
-                             "target": target, "mode": "joint", "seed": seed, "split": "test", "postprocess": post,
-                             "ccc": c + (0.01 if seed else -0.01), "family": family, "setting": name,
-                             "knob": knob or "", "value": value, "receptive_field_s": ctx, "context_s": ctx,
-                             "lag_s": lag, "delay_s": delay_s})
+                for split in ("test", "dev") if post != "delay" else ("test",):  # dev = test unless a test changes it
+                    rows.append({"dataset": "ground_truth", "label_protocol": f"annotation, lag {lag:g} s",
+                                 "architecture": name, "target": target, "mode": "joint", "seed": seed,
+                                 "split": split, "postprocess": post, "ccc": c + (0.01 if seed else -0.01),
+                                 "family": family, "setting": name, "knob": knob or "", "value": value,
+                                 "receptive_field_s": ctx, "context_s": ctx, "lag_s": lag, "delay_s": delay_s})
 
     for lag, shift in ((3.0, 0.0), (0.0, 0.1)):
         add(lag, "mlp", None, None, 0.1, {"arousal": 0.30 + shift, "valence": 0.20 + shift})
@@ -265,7 +266,38 @@ def test_context_curve_and_saturation_on_a_hand_made_table() -> None:
     assert study.saturation(curve, tolerance=0.0).set_index(["lag_s", "family", "target"]).loc[
         (3.0, "tdnn", "arousal"), "saturation_s"] == 19.1
     with pytest.raises(study.StudyError, match="no rows"):
-        study.context_curve(_study_table(), split="dev")
+        study.context_curve(_study_table(), postprocess="delay", split="dev")
+    with pytest.raises(study.StudyError, match="no dev CCC to choose on"):
+        study.saturation(study.context_curve(_study_table(), postprocess="delay"))
+
+
+def _dev_disagrees_with_test() -> pd.DataFrame:
+    """The study table where tdnn (layers 4) is best on dev but tdnn (layers 6) stays best on test."""
+    t = _study_table()
+    dev4 = (t["split"] == "dev") & (t["setting"] == "tdnn (layers 4)") & (t["postprocess"] == "none")
+    t.loc[dev4, "ccc"] += 0.2
+    return t
+
+
+def test_every_choice_is_made_on_dev_and_its_test_value_reported() -> None:
+    t = _dev_disagrees_with_test()
+    curve = study.context_curve(t)
+    row = study.saturation(curve, tolerance=0.02).set_index(["lag_s", "family", "target"]).loc[(3.0, "tdnn", "arousal")]
+    assert row["best_setting"] == "tdnn (layers 4)" and row["best_dev_ccc"] == pytest.approx(0.89)
+    assert row["best_ccc"] == pytest.approx(0.69)  # its test CCC, not test's best (0.70)
+    assert row["saturation_setting"] == "tdnn (layers 4)" and row["gain"] == pytest.approx(0.29)
+    lag = study.lag_table(t).set_index(["lag_s", "target"]).loc[(3.0, "arousal")]
+    assert lag["best_setting"] == "tdnn (layers 4)" and lag["best_raw"] == pytest.approx(0.69)
+    assert lag["best_dev"] == pytest.approx(0.89) and lag["best_delay"] == pytest.approx(0.74)
+    assert lag["floor_setting"] == "mlp"
+    # after the chain dev agrees with test again (only the raw dev rows moved)
+    assert lag["best_avec_setting"] == "tdnn (layers 6)" and lag["best_avec_any"] == pytest.approx(0.76)
+    best = _one(_findings(t, ceilings={}), "best", "arousal")
+    assert best["setting"] == "tdnn (layers 4)" and best["ccc"] == pytest.approx(0.69)
+    frontier = study.frontier_table(t, _costs(), lag_s=3.0)
+    eff = _one(study.findings_table(curve, study.saturation(curve), study.lag_table(t), frontier, ceilings={},
+                                    study_lag_s=3.0), "efficiency")
+    assert eff["setting"] == "tdnn (layers 4)" and eff["ccc"] == pytest.approx(0.64)  # mean of 0.69 and 0.59
 
 
 def test_lag_table_compares_floor_context_and_delay_compensation() -> None:
@@ -275,7 +307,7 @@ def test_lag_table_compares_floor_context_and_delay_compensation() -> None:
     assert row["floor_delay_s"] == 3.0 and row["best_setting"] == "tdnn (layers 6)"
     assert row["best_raw"] == pytest.approx(0.70) and row["best_delay"] == pytest.approx(0.75)
     assert row["floor_avec"] == pytest.approx(0.65) and row["best_avec"] == pytest.approx(0.76)
-    assert row["best_avec_any"] == pytest.approx(0.76) and row["best_delay_any"] == pytest.approx(0.75)
+    assert row["best_avec_any"] == pytest.approx(0.76) and row["best_avec_setting"] == "tdnn (layers 6)"
     assert row["ceiling"] == 0.97
     assert math.isnan(table.set_index(["lag_s", "target"]).loc[(0.0, "arousal")]["ceiling"])
 
@@ -326,8 +358,8 @@ def _one(table: pd.DataFrame, kind: str, subject: str | None = None) -> pd.Serie
 def test_findings_table_holds_each_claim_with_its_numbers() -> None:
     table = _findings(_study_table(), ceilings={"arousal": 0.97, "valence": 0.95})
     assert list(table.columns[:3]) == list(study.FINDING_COLUMNS) and (table["tolerance"] == 0.02).all()
-    assert list(dict.fromkeys(table["kind"])) == ["best", "saturation", "lag", "delay", "chain", "context_needed",
-                                                 "growth", "efficiency", "cost_gain"]
+    assert list(dict.fromkeys(table["kind"])) == ["best", "family", "saturation", "lag", "delay", "chain",
+                                                 "context_needed", "growth", "efficiency", "cost_gain"]
     best = _one(table, "best", "arousal")
     assert best["setting"] == "tdnn (layers 6)" and best["ccc"] == pytest.approx(0.70)
     assert best["reference"] == "mlp" and best["reference_ccc"] == pytest.approx(0.30)
@@ -369,9 +401,10 @@ def test_conclusions_are_rendered_from_the_findings_table(tmp_path: Path) -> Non
     assert text == study.render_findings(table)
     # one bullet per (kind, subject) group; context_needed rows feed the growth bullet
     lines = text.splitlines()
-    assert all(line.startswith("- ") for line in lines) and len(lines) == 2 + 1 + 2 + 1 + 1 + 1 + 1 + 1
+    assert all(line.startswith("- ") for line in lines) and len(lines) == 2 + 2 + 1 + 2 + 1 + 1 + 1 + 1 + 1
     best = _one(table, "best", "arousal")
-    assert f"best test CCC {best['ccc']:.3f} by `{best['setting']}`" in text
+    assert f"chosen on dev, `{best['setting']}` (context 19.1 s) scores test CCC {best['ccc']:.3f}" in text
+    assert "no interval" in text  # no intervals given: no difference is claimed as resolved
     assert f"{best['remaining']:.3f} remains" in text
     delay = _one(table, "delay")
     assert f"Delay compensation {delay['finding']}" in text and f"{delay['gap_min']:+.3f}" in text
@@ -553,3 +586,70 @@ def test_shortfall_of_short_contexts_against_the_lag() -> None:
     assert needed[["lag_s", "saturation_s"]].values.tolist() == [[0.0, 4.7], [3.0, 19.1]]
     flat = _findings(results, ceilings={})
     assert _one(flat, "growth", "tdnn/arousal")["finding"] == "no clear growth of the context needed with the lag"
+
+
+# --------------------------------------------------------------------------- intervals
+
+
+def _synthetic_sweep(n_speakers: int = 8, frames: int = 300) -> study.Sweep:
+    """A sweep at lag 3 s from synthetic predictions: tdnn clearly beats mlp; two tdnn depths tie."""
+    rng = np.random.default_rng(11)
+    records = []
+    for i in range(n_speakers):
+        walk = np.cumsum(rng.normal(size=(frames, 2)), axis=0)
+        y = (walk - walk.mean(axis=0)) / walk.std(axis=0)
+        records.append(SequenceRecord(f"rec{i}", np.zeros((frames, 1), np.float32), np.arange(frames) / 10.0, 10.0,
+                                      y=y.astype(np.float32), speaker=f"spk{i}", split="test"))
+    noise = {"mlp": 1.5, "tdnn (layers 4)": 0.40, "tdnn (layers 6)": 0.40}
+    contexts = {"mlp": 0.1, "tdnn (layers 4)": 4.7, "tdnn (layers 6)": 19.1}
+    grids, rows = {}, []
+    for setting, sd in noise.items():
+        cells = []
+        for seed in (0, 1):
+            preds = [r.y + rng.normal(scale=sd, size=r.y.shape) for r in records]
+            cells.append(experiments.Cell(setting, "joint", seed, ("arousal", "valence"), [], pd.DataFrame(), preds,
+                                          None))
+            for k, target in enumerate(("arousal", "valence")):
+                ccc = metrics.ccc(np.concatenate([r.y[:, k] for r in records]),
+                                  np.concatenate([p[:, k] for p in preds]))
+                for split in ("dev", "test"):
+                    rows.append({"target": target, "seed": seed, "split": split, "postprocess": "none", "ccc": ccc,
+                                 "family": setting.split(" ")[0], "setting": setting, "knob": "",
+                                 "value": np.nan, "receptive_field_s": contexts[setting],
+                                 "context_s": contexts[setting], "lag_s": 3.0})
+        grids[(3.0, setting)] = experiments.GridResult(pd.DataFrame(), pd.DataFrame(), cells, records)
+    return study.Sweep(pd.DataFrame(rows), grids)
+
+
+def test_intervals_resolve_a_clear_difference_and_not_an_unclear_one() -> None:
+    sweep = _synthetic_sweep()
+    curve = study.context_curve(sweep.results)
+    saturated, lags = study.saturation(curve), study.lag_table(sweep.results)
+    wanted = study.comparisons(curve, saturated, lags, study_lag_s=3.0)
+    iv = study.study_intervals(sweep, wanted, n_resamples=500)
+    assert list(iv.columns) == list(study.INTERVAL_COLUMNS)
+    own = iv[(iv["kind"] == "ccc") & (iv["a"] == "mlp") & (iv["target"] == "arousal")].iloc[0]
+    # the estimate is the mean over seeds of the test CCC of the concatenation (independent: the results rows)
+    assert own["estimate"] == pytest.approx(curve.set_index(["setting", "target"]).loc[("mlp", "arousal"), "ccc"])
+    assert own["low"] < own["estimate"] < own["high"] and own["unit"] == "speaker" and own["n_units"] == 8
+    assert own["n_seeds"] == 2
+    clear = iv[(iv["kind"] == "context_vs_floor") & (iv["target"] == "arousal")].iloc[0]
+    assert clear["resolved"] and clear["low"] > 0.2
+    unclear = iv[(iv["kind"] == "saturation") & (iv["target"] == "arousal")].iloc[0]
+    assert not unclear["resolved"] and unclear["low"] < 0 < unclear["high"]
+    # a comparison the sweep cannot make (no post-processing chain) is a row with its reason, not a crash
+    delay = iv[iv["kind"] == "context_vs_floor_delay"].iloc[0]
+    assert np.isnan(delay["estimate"]) and "no post-processing chain" in delay["note"]
+    # the prose states the resolved difference and calls the unclear one "not resolved"
+    table = study.findings_table(curve, saturated, lags, pd.DataFrame(), ceilings={}, study_lag_s=3.0,
+                                 intervals=iv)
+    best = _one(table, "best", "arousal")
+    assert best["resolved"] and best["diff"] == pytest.approx(clear["estimate"])
+    text = study.render_findings(table)
+    assert f"difference {clear['estimate']:+.3f} [{clear['low']:+.3f}, {clear['high']:+.3f}]" in text
+    sat = table[(table["kind"] == "saturation") & (table["target"] == "arousal")].iloc[0]
+    assert sat["finding"] == "no resolved gain from more context" and sat["saturation_s"] == 4.7
+    assert (f"gain not resolved ({unclear['estimate']:+.3f} [{unclear['low']:+.3f}, {unclear['high']:+.3f}])"
+            in text)
+    curve_ci = study.with_intervals(curve, iv)
+    assert (curve_ci["ccc_low"] < curve_ci["ccc"]).all() and (curve_ci["ccc"] < curve_ci["ccc_high"]).all()

@@ -58,6 +58,9 @@ DIGEST = "sha256"
 
 FEATURES_DIR = "features"
 INDEX = "index.parquet"
+
+STORE_LOG_ENV = "EMOTOOLS_STORE_LOG"
+"""A file to which every opened store appends its folder (set by the notebook runner for its run manifest)."""
 FAILURES = "failures.csv"
 SUMMARY = "summary.json"
 DIGESTS = "audio_digests.parquet"
@@ -336,6 +339,9 @@ class FeatureStore:
     def __init__(self, root: str | os.PathLike, *, run: dict[str, Any] | None = None) -> None:
         self.root = Path(root)
         self._run = run  # the summary of the extract call that returned this store
+        if os.environ.get(STORE_LOG_ENV):  # the runner's manifest lists the stores each notebook used
+            with open(os.environ[STORE_LOG_ENV], "a", encoding="utf-8") as log:
+                log.write(f"{self.root.absolute()}\n")
         self._cached: tuple[tuple[int, int], pd.DataFrame, dict[str, tuple[str, Any]]] | None = None
 
     def __repr__(self) -> str:

@@ -89,15 +89,45 @@ def plot_trajectories(
     return fig
 
 
+def _error_bars(stats, groups: list, arch: str, intervals) -> tuple[list[float], list[float]]:
+    """Lower and upper ends of one architecture's error bars: the CI bounds, else mean ± sd over seeds.
+
+    NaN (no bar drawn) where there is no CI, or only one seed to take an sd of.
+    The ends are drawn as they are: a percentile CI need not contain the mean.
+    """
+    import numpy as np
+
+    low, high = [], []
+    for g in groups:
+        if intervals is not None:
+            lo, hi = intervals.loc[(g, arch)] if (g, arch) in intervals.index else (np.nan, np.nan)
+        elif (g, arch) in stats.index and stats.loc[(g, arch), "count"] > 1:
+            mean, sd = stats.loc[(g, arch), "mean"], stats.loc[(g, arch), "std"]
+            lo, hi = mean - sd, mean + sd
+        else:
+            lo = hi = np.nan
+        low.append(lo)
+        high.append(hi)
+    return low, high
+
+
 def plot_metric_bars(results, *, metric: str = "ccc", x: str = "target", title: str | None = None,
-                     reference: dict | None = None) -> plt.Figure:
-    """Bars of a metric per architecture, grouped by ``x``, error bars = sd over seeds.
+                     reference: dict | None = None, intervals=None) -> plt.Figure:
+    """Bars of a metric per architecture, grouped by ``x``; error bars = the 95% CIs when given.
+
+    Bars are the mean over seeds. With ``intervals`` the error bars run from
+    ``<metric>_low`` to ``<metric>_high`` (the legend says so: "error bars:
+    95% CI"); without, they are ± sd over seeds and drawn only where there
+    are several seeds. Error bars have no caps.
 
     Args:
         results: tidy results with columns ``architecture``, ``x``, ``metric``
             (one row per seed).
         reference: optional ``{x value: level}`` drawn as black ticks, e.g. the
             annotation ceiling per target.
+        intervals: optional table with ``x``, ``architecture``,
+            ``<metric>_low``, ``<metric>_high`` and ``level`` (one row per bar), e.g.
+            :func:`emotools.experiments.interval_table` restricted to the bars shown.
     """
     import numpy as np
     import pandas as pd
@@ -105,25 +135,37 @@ def plot_metric_bars(results, *, metric: str = "ccc", x: str = "target", title: 
     results = pd.DataFrame(results)
     archs = arch_order(results["architecture"].unique())
     groups = list(dict.fromkeys(results[x]))
-    stats = results.groupby([x, "architecture"])[metric].agg(["mean", "std"]).fillna(0.0)
+    stats = results.groupby([x, "architecture"])[metric].agg(["mean", "std", "count"])
+    bounds, legend_title = None, None
+    if intervals is not None:
+        intervals = pd.DataFrame(intervals)
+        if intervals.duplicated([x, "architecture"]).any():
+            raise ValueError(f"intervals: more than one row per ({x}, architecture)")
+        bounds = intervals.set_index([x, "architecture"])[[f"{metric}_low", f"{metric}_high"]]
+        level = intervals["level"].iloc[0] if len(intervals) else 0.95
+        legend_title = f"error bars: {level:.0%} CI"
+    elif (stats["count"] > 1).any():
+        legend_title = "error bars: ± sd over seeds"
     width = 0.8 / max(len(archs), 1)
     fig, ax = plt.subplots(figsize=(max(8, 1.1 * len(archs) * len(groups)), 5.5))
     for i, arch in enumerate(archs):
         means = [stats.loc[(g, arch), "mean"] if (g, arch) in stats.index else np.nan for g in groups]
-        stds = [stats.loc[(g, arch), "std"] if (g, arch) in stats.index else 0.0 for g in groups]
         pos = np.arange(len(groups)) - 0.4 + width * (i + 0.5)
-        ax.bar(pos, means, width, yerr=stds, capsize=3, color=arch_color(arch), label=arch)
+        ax.bar(pos, means, width, color=arch_color(arch), label=arch)
+        low, high = _error_bars(stats, groups, arch, bounds)
+        ax.vlines(pos, low, high, color="black", lw=1.5, label="_error bars")  # no caps
     if reference:
         for j, g in enumerate(groups):
             if g in reference:
                 ax.hlines(reference[g], j - 0.45, j + 0.45, color=SERIES_COLORS["ceiling"], lw=2.5,
                           label="annotation ceiling" if j == 0 else None)
     ax.set_xticks(np.arange(len(groups)), [str(g) for g in groups])
+    ax.grid(False, axis="x")  # the style's x grid would draw a line through the middle of each group
     ax.set_xlabel(x)
     ax.set_ylabel(METRIC_LABELS.get(metric, metric))
     ax.axhline(0, color="black", lw=0.8)
     ax.set_title(title or f"{metric.upper()} per architecture")
-    ax.legend(fontsize=9, bbox_to_anchor=(1.01, 1), loc="upper left")
+    ax.legend(title=legend_title, fontsize=9, title_fontsize=9, bbox_to_anchor=(1.01, 1), loc="upper left")
     fig.tight_layout()
     return fig
 
@@ -138,18 +180,22 @@ def plot_grid_history(grid, *, title: str) -> plt.Figure:
     return plot_history(history.assign(group=history["mode"] + " · " + history["group"]), metric="loss", title=title)
 
 
-def dataset_figures(grids: Mapping[str, Any], *, name: str, mode: str) -> Iterator[tuple[str, plt.Figure]]:
+def dataset_figures(grids: Mapping[str, Any], *, name: str, mode: str,
+                    intervals=None) -> Iterator[tuple[str, plt.Figure]]:
     """The dataset notebooks' figures, ``(file stem, figure)`` one at a time.
 
     Per label protocol: the dev loss per epoch (``validation_loss_<protocol>``)
     and the first test session's trajectories per target
     (``trajectory_<protocol>_<target>``); then test CCC and MSE per
-    architecture over protocol x target (``ccc_bars``, ``mse_bars``).
+    architecture over protocol x target (``ccc_bars``, ``mse_bars``). The CCC
+    bars' error bars are the 95% CIs of ``intervals``.
 
     Args:
         grids: ``{label protocol: GridResult}``.
         name: the dataset's name in the titles.
         mode: the training mode whose predictions are drawn.
+        intervals: :func:`emotools.experiments.interval_table` of the grids
+            (default: computed here).
     """
     import pandas as pd
 
@@ -161,9 +207,16 @@ def dataset_figures(grids: Mapping[str, Any], *, name: str, mode: str) -> Iterat
             yield f"trajectory_{protocol}_{target}", plot_trajectories(
                 rec.time, rec.y[:, k], {a: p[0][:, k] for a, p in preds.items()}, target=target,
                 title=f"{name}, {protocol} labels, test session {rec.id}: {target}")
+    if intervals is None:
+        from ..experiments import interval_table
+
+        intervals = interval_table(list(grids.values()))
     results = pd.concat([g.results for g in grids.values()], ignore_index=True)
-    test = results[(results["split"] == "test") & (results["postprocess"] == "none")]
+    test = results[(results["split"] == "test") & (results["postprocess"] == "none") & (results["mode"] == mode)]
     test = test.assign(group=test["label_protocol"] + " · " + test["target"])
+    shown = intervals[(intervals["postprocess"] == "none") & (intervals["mode"] == mode)]
+    shown = shown.assign(group=shown["label_protocol"] + " · " + shown["target"])
     for metric in ("ccc", "mse"):
         yield f"{metric}_bars", plot_metric_bars(
-            test, metric=metric, x="group", title=f"{name}: test {metric.upper()} per architecture and label protocol")
+            test, metric=metric, x="group", intervals=shown if metric == "ccc" else None,
+            title=f"{name}: test {metric.upper()} per architecture and label protocol")

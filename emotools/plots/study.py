@@ -35,12 +35,22 @@ def _finite(df, column: str):
     return df[np.isfinite(df[column].astype(float))]
 
 
+def _ci_yerr(rows):
+    """Asymmetric error bars from the ``ccc_low`` / ``ccc_high`` CI columns; None (no bars) without them."""
+    if "ccc_low" not in rows or rows["ccc_low"].isna().all():
+        return None
+    return [(rows["ccc"] - rows["ccc_low"]).to_numpy(float), (rows["ccc_high"] - rows["ccc"]).to_numpy(float)]
+
+
 def draw_context_curve(ax, curve, *, target: str, ceiling: float | None = None, floor_family: str = "mlp",
                        legend: bool = True) -> None:
     """Test CCC against context (s, log axis) for one target: a line per family, floor and ceiling as levels.
 
     Args:
-        curve: rows of ``emotools.study.context_curve`` for one lag.
+        curve: rows of ``emotools.study.context_curve`` for one lag; error bars
+            are the 95% CIs of ``ccc_low`` / ``ccc_high``
+            (``emotools.study.with_intervals``: test speakers and seeds
+            resampled), none without those columns.
         target: ``"arousal"`` or ``"valence"``.
         ceiling: the annotation ceiling (black line).
         floor_family: the frame-local family, drawn as a dashed level.
@@ -55,7 +65,7 @@ def draw_context_curve(ax, curve, *, target: str, ceiling: float | None = None, 
             ax.axhline(rows["ccc"].max(), color=colour, lw=2, ls="--", label=f"{family} (frame-local floor)")
             continue
         lstm_like = (rows["knob"] == "chunk_s").all()
-        ax.errorbar(rows["context_s"], rows["ccc"], yerr=rows["ccc_sd"], color=colour, lw=2.2, capsize=3,
+        ax.errorbar(rows["context_s"], rows["ccc"], yerr=_ci_yerr(rows), color=colour, lw=2.2, capsize=3,
                     marker="s" if lstm_like else "o", ms=8, ls="--" if lstm_like else "-",
                     label=f"{family} (x: training chunk)" if lstm_like else family)
     if ceiling is not None:
@@ -177,6 +187,12 @@ def draw_cost(ax, costs, *, column: str, legend: bool = False) -> None:
 def plot_costs(costs, *, title: str = "Cost against recording length") -> plt.Figure:
     """Inference time, peak inference memory and training time per epoch against recording length."""
     columns = [c for c in _COST_PANELS if c in costs and costs[c].notna().any()]
+    if not columns:  # every measurement failed: say so instead of failing the notebook
+        fig, ax = plt.subplots(figsize=(7, 3))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no cost measurement succeeded (see the table's error column)", ha="center", va="center")
+        ax.set_title(title)
+        return fig
     fig, axes = plt.subplots(1, len(columns), figsize=(7 * len(columns), 6), squeeze=False)
     for ax, column in zip(axes[0], columns):
         draw_cost(ax, costs, column=column)
@@ -258,17 +274,18 @@ def plot_trajectory_panels(trajectory, *, title: str = "Example test recording")
 
 
 def draw_arch_bars(ax, results, *, metric: str = "ccc", reference: dict | None = None, legend: bool = False) -> None:
-    """Mean test ``metric`` per architecture (bars, sd over seeds), grouped by target, on one axis."""
+    """Mean test ``metric`` per architecture (bars; error bars: sd over seeds, none for a single seed), by target."""
     import numpy as np
 
     archs = arch_order(results["architecture"].unique())
     targets = list(dict.fromkeys(results["target"]))
-    stats = results.groupby(["target", "architecture"])[metric].agg(["mean", "std"]).fillna(0.0)
+    stats = results.groupby(["target", "architecture"])[metric].agg(["mean", "std", "count"]).rename(
+        columns={"count": "n"})
     width = 0.8 / max(len(archs), 1)
     for i, arch in enumerate(archs):
         keys = [(t, arch) for t in targets]
         means = [stats.loc[k, "mean"] if k in stats.index else np.nan for k in keys]
-        sds = [stats.loc[k, "std"] if k in stats.index else 0.0 for k in keys]
+        sds = [stats.loc[k, "std"] if k in stats.index and stats.loc[k, "n"] > 1 else np.nan for k in keys]
         ax.bar(np.arange(len(targets)) - 0.4 + width * (i + 0.5), means, width, yerr=sds, capsize=2,
                color=arch_color(arch), label=arch)
     for j, t in enumerate(targets):

@@ -11,6 +11,7 @@ smoothing are known (:mod:`emotools.synth`, :mod:`emotools.labels`):
   (the cost harness ``benchmarks/bench_models.py`` shares);
 * :mod:`~emotools.study.analysis`: context curves, saturation, lag table,
   efficiency frontier, the tables the poster draws;
+* :mod:`~emotools.study.intervals`: paired bootstrap CIs (test speakers, seeds) of the comparisons;
 * :mod:`~emotools.study.findings`: the findings table and the prose rendered from it;
 * :mod:`~emotools.study.poster`: every notebook's results, read for the poster.
 
@@ -35,6 +36,7 @@ from .analysis import (
 )
 from .cost import measure_costs, peak_memory
 from .findings import FINDING_COLUMNS, conclusions, findings_table, render_findings
+from .intervals import INTERVAL_COLUMNS, Comparison, comparisons, study_intervals, with_intervals
 from .poster import architecture_results, collect_results
 from .settings import (
                        KNOBS,
@@ -47,15 +49,16 @@ from .settings import (
                        tdnn_contexts,
                        unique_settings,
 )
-from .sweep import Sweep, annotation_ceiling, delay_only_rows, run_sweep
+from .sweep import Sweep, annotation_ceiling, delay_only_rows, postprocessed, run_sweep
 
 __all__ = [
     "StudyError", "KNOBS", "RATE_HZ", "Setting", "tdnn_contexts", "settings_from_grid", "unique_settings",
     "make_plan", "plan_table",
-    "annotation_ceiling", "Sweep", "run_sweep", "delay_only_rows",
+    "annotation_ceiling", "Sweep", "run_sweep", "delay_only_rows", "postprocessed",
     "peak_memory", "measure_costs",
     "context_curve", "saturation", "lag_table", "shortfall", "pareto_front", "frontier_table", "study_lag",
     "StudyViews", "study_views", "ceiling_table", "ceilings_from_table", "TRAJECTORY_COLUMNS", "trajectory_frame",
     "FINDING_COLUMNS", "findings_table", "render_findings", "conclusions",
+    "INTERVAL_COLUMNS", "Comparison", "comparisons", "study_intervals", "with_intervals",
     "collect_results", "architecture_results",
 ]

@@ -25,81 +25,120 @@ __all__ = ["context_curve", "saturation", "lag_table", "shortfall", "pareto_fron
            "trajectory_frame"]
 
 
+_CURVE_KEYS = ["lag_s", "family", "setting", "knob", "value", "context_s", "receptive_field_s", "target"]
+
+
+def _mean_over_seeds(results: pd.DataFrame, split: str, postprocess: str) -> pd.DataFrame:
+    r = results[(results["split"] == split) & (results["postprocess"] == postprocess)]
+    g = r.assign(value=r["value"].astype(float)).groupby(_CURVE_KEYS, dropna=False)["ccc"]
+    return g.agg(ccc="mean", ccc_sd="std", seeds="count").reset_index()
+
+
 def context_curve(results: pd.DataFrame, *, split: str = "test", postprocess: str = "none") -> pd.DataFrame:
     """Mean and sd over seeds of CCC per (lag, family, setting, target), ordered by context.
 
     Columns: ``lag_s, family, setting, knob, value, context_s,
-    receptive_field_s, target, ccc, ccc_sd, seeds``.
+    receptive_field_s, target, ccc, ccc_sd, seeds, ccc_dev``. ``ccc_dev`` is
+    the dev CCC (mean over seeds) of the same rows, what every choice made
+    from the curve is made on (NaN where the results have no dev rows, as for
+    the delay-only post-processing).
     """
-    r = results[(results["split"] == split) & (results["postprocess"] == postprocess)]
-    if r.empty:
+    out = _mean_over_seeds(results, split, postprocess)
+    if out.empty:
         raise StudyError("results", f"no rows with split={split!r} and postprocess={postprocess!r}")
-    keys = ["lag_s", "family", "setting", "knob", "value", "context_s", "receptive_field_s", "target"]
-    g = r.assign(value=r["value"].astype(float)).groupby(keys, dropna=False)["ccc"]
-    out = g.agg(ccc="mean", ccc_sd="std", seeds="count").reset_index()
     out["ccc_sd"] = out["ccc_sd"].fillna(0.0)
+    dev = _mean_over_seeds(results, "dev", postprocess)[_CURVE_KEYS + ["ccc"]].rename(columns={"ccc": "ccc_dev"})
+    out = out.merge(dev, on=_CURVE_KEYS, how="left")
     return out.sort_values(["lag_s", "target", "family", "context_s"]).reset_index(drop=True)
 
 
-def saturation(curve: pd.DataFrame, *, tolerance: float = 0.02) -> pd.DataFrame:
-    """Where context stops helping, per (lag, family, target) of a :func:`context_curve`.
+def _dev_column(table: pd.DataFrame, what: str) -> pd.Series:
+    """The ``ccc_dev`` column every choice is made on; a clear error where the results have none."""
+    if "ccc_dev" not in table or table["ccc_dev"].isna().all():
+        raise StudyError(what, "no dev CCC to choose on (the results need split='dev' rows)")
+    return table["ccc_dev"]
 
-    ``saturation_s`` is the smallest context whose CCC is within
-    ``tolerance`` of the family's best; ``gain`` the best CCC minus the CCC
-    at the smallest context tried. Families with one setting have gain 0.
+
+def saturation(curve: pd.DataFrame, *, tolerance: float = 0.02) -> pd.DataFrame:
+    """Where context stops helping, per (lag, family, target) of a :func:`context_curve`; chosen on dev.
+
+    ``best_setting`` is the family's best on dev (``best_dev_ccc``);
+    ``saturation_s`` the smallest context whose dev CCC is within
+    ``tolerance`` of it. ``best_ccc``, ``saturation_ccc`` and ``ccc_smallest``
+    are the test CCCs of those settings (reported once, never chosen on);
+    ``gain`` is ``best_ccc - ccc_smallest`` (test). Families with one setting
+    have gain 0. Whether a gain is resolved is for the intervals
+    (:func:`emotools.study.intervals.study_intervals`) to say.
     """
+    _dev_column(curve, "saturation")
     rows = []
     for (lag, family, target), part in curve.groupby(["lag_s", "family", "target"], sort=False):
         part = part.sort_values("context_s")
-        best = part.loc[part["ccc"].idxmax()]
-        enough = part[part["ccc"] >= best["ccc"] - tolerance].iloc[0]
+        best = part.loc[part["ccc_dev"].idxmax()]
+        enough = part[part["ccc_dev"] >= best["ccc_dev"] - tolerance].iloc[0]
         rows.append({
             "lag_s": lag, "family": family, "target": target, "settings": len(part),
-            "smallest_context_s": float(part["context_s"].iloc[0]), "ccc_smallest": float(part["ccc"].iloc[0]),
-            "largest_context_s": float(part["context_s"].iloc[-1]),
-            "best_setting": best["setting"], "best_context_s": float(best["context_s"]), "best_ccc": float(best["ccc"]),
+            "smallest_context_s": float(part["context_s"].iloc[0]), "smallest_setting": part["setting"].iloc[0],
+            "ccc_smallest": float(part["ccc"].iloc[0]), "largest_context_s": float(part["context_s"].iloc[-1]),
+            "best_setting": best["setting"], "best_context_s": float(best["context_s"]),
+            "best_dev_ccc": float(best["ccc_dev"]), "best_ccc": float(best["ccc"]),
             "saturation_s": float(enough["context_s"]), "saturation_setting": enough["setting"],
-            "gain": float(best["ccc"] - part["ccc"].iloc[0]),
+            "saturation_ccc": float(enough["ccc"]), "gain": float(best["ccc"] - part["ccc"].iloc[0]),
         })
     return pd.DataFrame(rows)
 
 
-def lag_table(results: pd.DataFrame, *, floor: str = "mlp", ceilings: Mapping[float, Mapping[str, float]] | None = None,
-              split: str = "test") -> pd.DataFrame:
-    """Per (lag, target): the floor and the best context model, raw and post-processed.
+def _split_means(results: pd.DataFrame) -> pd.DataFrame:
+    """Mean CCC over seeds per (split, lag, target, postprocess, setting, family)."""
+    keys = ["split", "lag_s", "target", "postprocess", "setting", "family"]
+    return results.groupby(keys)["ccc"].mean().reset_index()
 
-    Columns: ``floor_raw``, ``floor_delay`` (the frame-local model with the
-    delay step only), ``floor_delay_s`` (the delay it chose, seconds),
-    ``floor_avec`` (with the whole AVEC chain: delay, smoothing, bias,
-    scale); ``best_setting`` / ``best_raw`` (best raw CCC among the other
-    settings), ``best_delay`` and ``best_avec`` (that setting post-processed),
-    ``best_delay_any`` and ``best_avec_any`` (best post-processed CCC among
-    the context models); ``ceiling``. Means over seeds; a column is NaN where
-    its rows are missing.
+
+def _chosen(means: pd.DataFrame, lag: float, target: str, post: str, keep) -> str | None:
+    """The setting with the best dev CCC among ``keep(rows)`` at (lag, target, post); None if none."""
+    dev = means[(means["split"] == "dev") & (means["lag_s"] == lag) & (means["target"] == target)
+                & (means["postprocess"] == post)]
+    dev = dev[keep(dev)]
+    return None if dev.empty else str(dev.loc[dev["ccc"].idxmax(), "setting"])
+
+
+def lag_table(results: pd.DataFrame, *, floor: str = "mlp", ceilings: Mapping[float, Mapping[str, float]] | None = None
+              ) -> pd.DataFrame:
+    """Per (lag, target): the floor and the best context model, raw and post-processed; chosen on dev.
+
+    Every choice is made on dev and its *test* CCC reported (mean over seeds):
+    ``floor_setting`` (the floor family's best raw dev CCC) with ``floor_raw``,
+    ``floor_delay`` (delay step only), ``floor_delay_s`` (the delay it chose,
+    seconds) and ``floor_avec`` (the whole AVEC chain: delay, smoothing, bias,
+    scale); ``best_setting`` (the context model with the best raw dev CCC,
+    ``best_dev``) with ``best_raw``, ``best_delay`` and ``best_avec`` (that
+    setting post-processed); ``best_avec_setting`` (the context model with
+    the best dev CCC after the chain) with ``best_avec_any``; ``ceiling``.
+    A column is NaN where its rows are missing.
     """
-    r = results[results["split"] == split]
-    m = r.groupby(["lag_s", "target", "postprocess", "setting", "family"])["ccc"].mean().reset_index()
-    delays = r[r["postprocess"] == "delay"].groupby(["lag_s", "target", "family"])["delay_s"].mean() \
-        if "delay_s" in r else pd.Series(dtype=float)
+    m = _split_means(results)
+    test = m[m["split"] == "test"].set_index(["lag_s", "target", "postprocess", "setting"])["ccc"]
+    dev = m[m["split"] == "dev"].set_index(["lag_s", "target", "postprocess", "setting"])["ccc"]
+    delays = results[results["postprocess"] == "delay"].groupby(["lag_s", "target", "setting"])["delay_s"].mean() \
+        if "delay_s" in results else pd.Series(dtype=float)
+    is_floor = lambda d: d["family"] == floor  # noqa: E731
     rows = []
-    for (lag, target), part in m.groupby(["lag_s", "target"]):
-        by = {post: part[part["postprocess"] == post].set_index("setting") for post in ("none", "delay", "avec")}
-        raw = by["none"]
-        floors, others = raw[raw["family"] == floor], raw[raw["family"] != floor]
+    for lag, target in m[["lag_s", "target"]].drop_duplicates().sort_values(["lag_s", "target"]).itertuples(False):
         row: dict[str, Any] = {"lag_s": lag, "target": target}
-        if not floors.empty:
-            name = floors["ccc"].idxmax()
-            row.update(floor_raw=floors.loc[name, "ccc"], floor_delay=by["delay"]["ccc"].get(name, np.nan),
-                       floor_delay_s=delays.get((lag, target, floor), np.nan),
-                       floor_avec=by["avec"]["ccc"].get(name, np.nan))
-        if not others.empty:
-            name = others["ccc"].idxmax()
-            row.update(best_setting=name, best_raw=others.loc[name, "ccc"])
-            for post in ("delay", "avec"):
-                table = by[post]
-                ctx = table[table["family"] != floor]
-                row[f"best_{post}"] = table["ccc"].get(name, np.nan)
-                row[f"best_{post}_any"] = ctx["ccc"].max() if not ctx.empty else np.nan
+        name = _chosen(m, lag, target, "none", is_floor)
+        if name is not None:
+            row.update(floor_setting=name, floor_raw=test.get((lag, target, "none", name), np.nan),
+                       floor_delay=test.get((lag, target, "delay", name), np.nan),
+                       floor_delay_s=delays.get((lag, target, name), np.nan),
+                       floor_avec=test.get((lag, target, "avec", name), np.nan))
+        name = _chosen(m, lag, target, "none", lambda d: ~is_floor(d))
+        if name is not None:
+            row.update(best_setting=name, best_dev=dev.get((lag, target, "none", name), np.nan),
+                       **{f"best_{col}": test.get((lag, target, post, name), np.nan)
+                          for col, post in (("raw", "none"), ("delay", "delay"), ("avec", "avec"))})
+        name = _chosen(m, lag, target, "avec", lambda d: ~is_floor(d))
+        if name is not None:
+            row.update(best_avec_setting=name, best_avec_any=test.get((lag, target, "avec", name), np.nan))
         if ceilings is not None and lag in ceilings:
             row["ceiling"] = ceilings[lag].get(target, np.nan)
         rows.append(row)
@@ -175,7 +214,8 @@ def frontier_table(results: pd.DataFrame, costs: pd.DataFrame, *, lag_s: float |
 
     Returns:
         One row per setting: ``family, setting, context_s, ccc`` (mean over
-        targets and seeds), ``ccc_<target>``, ``infer_seconds_per_hour``,
+        targets and seeds), ``ccc_<target>``, ``ccc_dev`` (the same on dev, what
+        the findings choose the best on; NaN without dev rows), ``infer_seconds_per_hour``,
         ``infer_peak_mb`` and ``train_epoch_seconds_per_hour`` at the longest
         length, ``minutes``, ``parameters``, ``on_front``; sorted by cost.
     """
@@ -190,7 +230,10 @@ def frontier_table(results: pd.DataFrame, costs: pd.DataFrame, *, lag_s: float |
     score = per_target.mean(axis=1).rename("ccc")
     ok = costs[_no_error(costs)]
     longest = ok.sort_values("minutes").groupby("setting").tail(1).set_index("setting")
-    table = pd.concat([score, per_target], axis=1).reset_index()
+    dev = results[(results["split"] == "dev") & (results["postprocess"] == postprocess) & (results["lag_s"] == lag_s)]
+    dev_score = dev.groupby(["family", "setting", "context_s", "target"])["ccc"].mean().groupby(
+        ["family", "setting", "context_s"]).mean().rename("ccc_dev")
+    table = pd.concat([score, per_target], axis=1).join(dev_score).reset_index()
     table = table.join(longest[["minutes", "infer_seconds_per_hour", "infer_peak_mb", "train_epoch_seconds",
                                 "parameters"]], on="setting")
     table["train_epoch_seconds_per_hour"] = table.pop("train_epoch_seconds") * 60.0 / table["minutes"]

@@ -26,7 +26,7 @@ from ..training import FitOptions
 from .analysis import trajectory_frame
 from .settings import RATE_HZ, Setting, StudyError
 
-__all__ = ["annotation_ceiling", "Sweep", "run_sweep", "delay_only_rows"]
+__all__ = ["annotation_ceiling", "Sweep", "run_sweep", "delay_only_rows", "postprocessed"]
 
 
 def annotation_ceiling(frames: Mapping[str, pd.DataFrame], records: Sequence[SequenceRecord], *,
@@ -64,6 +64,16 @@ class Sweep:
         grid = self.grids[(float(lag_s), setting)]
         return next(iter(grid.predictions(seed=seed).values()))
 
+    def seed_predictions(self, lag_s: float, setting: str, *, postprocess: str = "none"
+                         ) -> dict[int, list[np.ndarray]]:
+        """``{seed: test predictions}`` of one setting at one lag: raw (``"none"``), ``"delay"`` or ``"avec"``.
+
+        ``"avec"`` applies each cell's own post-processing chain (tuned on dev)
+        to its test predictions; ``"delay"`` only that chain's delay step.
+        """
+        grid = self.grids[(float(lag_s), setting)]
+        return {c.seed: postprocessed(c, postprocess) for c in grid.cells if c.mode == grid.cells[0].mode}
+
     def test_records(self, lag_s: float) -> list[SequenceRecord]:
         """The test records (labels at ``lag_s``) in prediction order."""
         return next(g.test_records for (lag, _), g in self.grids.items() if lag == float(lag_s))
@@ -90,6 +100,28 @@ class Sweep:
         return str(r.groupby("setting")["ccc"].mean().idxmax())
 
 
+def _delay_step(chain: postprocess.PostProcessor) -> postprocess.PostProcessor:
+    """The chain's first step alone: the delay, tuned on dev on its own."""
+    return postprocess.PostProcessor(chain.targets, chain.rate_hz,
+                                     [postprocess.TargetSteps(delay_frames=s.delay_frames) for s in chain.steps])
+
+
+def postprocessed(cell: experiments.Cell, step: str = "none") -> list[np.ndarray]:
+    """A cell's test predictions raw (``"none"``), after its delay step only (``"delay"``) or its whole chain.
+
+    Raises:
+        StudyError: an unknown ``step``, or post-processing asked of a cell without a chain.
+    """
+    if step == "none":
+        return list(cell.test_predictions)
+    if step not in ("delay", "avec"):
+        raise StudyError("postprocess", f"unknown step {step!r}: use 'none', 'delay' or 'avec'")
+    if not cell.postprocessor:
+        raise StudyError(cell.architecture, f"seed {cell.seed} has no post-processing chain for {step!r}")
+    chain = postprocess.PostProcessor.from_dict(cell.postprocessor)
+    return (_delay_step(chain) if step == "delay" else chain).apply(cell.test_predictions)
+
+
 def delay_only_rows(cell: experiments.Cell, test_records: Sequence[SequenceRecord]) -> list[dict[str, Any]]:
     """Test scores after only the delay step of the cell's post-processing chain.
 
@@ -100,9 +132,7 @@ def delay_only_rows(cell: experiments.Cell, test_records: Sequence[SequenceRecor
     if not cell.postprocessor:
         return []
     chain = postprocess.PostProcessor.from_dict(cell.postprocessor)
-    only = postprocess.PostProcessor(chain.targets, chain.rate_hz,
-                                     [postprocess.TargetSteps(delay_frames=s.delay_frames) for s in chain.steps])
-    rows = experiments.score_rows(test_records, only.apply(cell.test_predictions), cell.targets)
+    rows = experiments.score_rows(test_records, postprocessed(cell, "delay"), cell.targets)
     delays = {t: s.delay_frames / chain.rate_hz for t, s in zip(chain.targets, chain.steps)}
     return [{"split": "test", "postprocess": "delay", **r, "delay_s": delays[r["target"]]} for r in rows]
 
