@@ -184,6 +184,14 @@ def test_run_sweep_rows_caching_and_parallel_equal_serial(tmp_path: Path) -> Non
     assert (r["architecture"] == r["setting"]).all() and r["ccc"].notna().all() and (r["train_seconds"] >= 0).all()
     assert len(sweep.predictions(2.0, "mlp")) == 1 and sweep.predictions(2.0, "mlp")[0].shape == (150, 2)
     assert sweep.best(2.0, split="dev") in {"mlp", "tdnn (2 layers)"}
+    # the settings' interval rows carry the setting names of the results (one test recording: no CI, estimates kept)
+    iv = sweep.interval_table(n_resamples=50)
+    assert set(zip(iv["label_protocol"], iv["architecture"])) == {
+        ("annotation, lag 2 s", "mlp"), ("annotation, lag 2 s", "tdnn (2 layers)"), ("annotation, lag 0 s", "mlp")}
+    test_means = r[r["split"] == "test"].groupby(["label_protocol", "setting", "target", "postprocess"])["ccc"].mean()
+    for row in iv.itertuples():
+        assert row.ccc == pytest.approx(test_means[(row.label_protocol, row.architecture, row.target, row.postprocess)])
+    assert iv["ccc_low"].isna().all() and (iv["n_units"] == 1).all()
     # a rerun is served from the cache; worker processes give the same numbers
     again = study.run_sweep(records_by_lag, plan, run_dir=tmp_path / "serial", jobs=1, **options)
     pd.testing.assert_frame_equal(again.results, r)

@@ -74,6 +74,18 @@ class Sweep:
         grid = self.grids[(float(lag_s), setting)]
         return {c.seed: postprocessed(c, postprocess) for c in grid.cells if c.mode == grid.cells[0].mode}
 
+    def interval_table(self, **kwargs: Any) -> pd.DataFrame:
+        """:func:`emotools.experiments.interval_table` of every (lag, setting), rows named by setting (as in results).
+
+        Each setting is its own grid, so each gets its CI alone (no "best"
+        mark across settings: the study's paired comparisons are
+        :mod:`emotools.study.intervals`). ``kwargs``: ``n_resamples``,
+        ``level``, ``seed``.
+        """
+        frames = [experiments.interval_table(grid, **kwargs).assign(architecture=name)
+                  for (_, name), grid in self.grids.items()]
+        return pd.concat(frames, ignore_index=True) if frames else experiments.interval_table([], **kwargs)
+
     def test_records(self, lag_s: float) -> list[SequenceRecord]:
         """The test records (labels at ``lag_s``) in prediction order."""
         return next(g.test_records for (lag, _), g in self.grids.items() if lag == float(lag_s))
