@@ -585,7 +585,20 @@ def test_shortfall_of_short_contexts_against_the_lag() -> None:
     table = study.findings_table(curve, study.saturation(curve), study.lag_table(worse),
                                  study.frontier_table(worse, _costs(), lag_s=3.0), ceilings={}, study_lag_s=3.0)
     growth = _one(table, "growth", "tdnn/arousal")
-    assert growth["finding"] == "the context needed grows with the lag"
+    assert growth["finding"] == "the context needed grows with the lag (point estimates, no interval)"
+    # with intervals of the shortfall at both lags: a claim only where they separate
+    def shortfall_ci(lo0: float, hi0: float, lo3: float, hi3: float) -> pd.DataFrame:
+        rows = [{"kind": "saturation", "lag_s": lag, "target": "arousal", "a": "tdnn (layers 6)",
+                 "b": "tdnn (layers 4)", "estimate": (lo + hi) / 2, "low": lo, "high": hi, "resolved": lo > 0 or hi < 0}
+                for lag, lo, hi in ((0.0, lo0, hi0), (3.0, lo3, hi3))]
+        return pd.DataFrame(rows)
+    args = (curve, study.saturation(curve), study.lag_table(worse), study.frontier_table(worse, _costs(), lag_s=3.0))
+    for ci, verdict in (((-0.01, 0.03, 0.2, 0.4), "the context needed grows with the lag (the shortfalls' CIs "
+                                                  "do not overlap)"),
+                        ((-0.01, 0.25, 0.2, 0.4), "growth of the context needed with the lag not resolved"),
+                        ((-0.01, 0.03, -0.05, 0.6), "growth of the context needed with the lag not resolved")):
+        t = study.findings_table(*args, ceilings={}, study_lag_s=3.0, intervals=shortfall_ci(*ci))
+        assert _one(t, "growth", "tdnn/arousal")["finding"].startswith(verdict)
     assert (growth["setting"], growth["context_s"], growth["reference"], growth["reference_context_s"]) == (
         "tdnn (layers 4)", 4.7, "tdnn (layers 6)", 19.1)
     assert (growth["from_lag_s"], growth["to_lag_s"]) == (0.0, 3.0)
@@ -593,7 +606,8 @@ def test_shortfall_of_short_contexts_against_the_lag() -> None:
     needed = table[(table["kind"] == "context_needed") & (table["subject"] == "tdnn/arousal")]
     assert needed[["lag_s", "saturation_s"]].values.tolist() == [[0.0, 4.7], [3.0, 19.1]]
     flat = _findings(results, ceilings={})
-    assert _one(flat, "growth", "tdnn/arousal")["finding"] == "no clear growth of the context needed with the lag"
+    assert _one(flat, "growth", "tdnn/arousal")["finding"] == (
+        "no clear growth of the context needed with the lag (point estimates, no interval)")
 
 
 # --------------------------------------------------------------------------- intervals

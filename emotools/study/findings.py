@@ -239,7 +239,8 @@ def _chain_rows(lags: pd.DataFrame, tolerance: float, intervals: pd.DataFrame | 
            "diff_low": worst["diff_low"], "diff_high": worst["diff_high"], "resolved": worst["resolved"]}
 
 
-def _growth_rows(curve: pd.DataFrame, floor: str, tolerance: float) -> Iterator[Row]:
+def _growth_rows(curve: pd.DataFrame, floor: str, tolerance: float,
+                 intervals: pd.DataFrame | None = None) -> Iterator[Row]:
     short = shortfall(curve, floor=floor)
     if short.empty:
         return
@@ -256,9 +257,20 @@ def _growth_rows(curve: pd.DataFrame, floor: str, tolerance: float) -> Iterator[
         worst = ends["rise"].idxmax()
         w = part[part["setting"] == worst].sort_values("lag_s")
         grows = (ends["rise"].max() > tolerance) or (sat_t["saturation_s"].iloc[-1] > sat_t["saturation_s"].iloc[0])
-        yield {"kind": "growth", "subject": subject,
-               "finding": ("the context needed grows with the lag" if grows else
-                           "no clear growth of the context needed with the lag"),
+        # with intervals: the shortfall at the largest lag resolved above 0 and its CI above the smallest lag's
+        ref = w["reference"].iloc[0]
+        first = _interval(intervals, "saturation", w["lag_s"].iloc[0], target, ref, worst)
+        last = _interval(intervals, "saturation", w["lag_s"].iloc[-1], target, ref, worst)
+        if last["resolved"] is None:
+            finding = ("the context needed grows with the lag (point estimates, no interval)" if grows else
+                       "no clear growth of the context needed with the lag (point estimates, no interval)")
+        elif last["resolved"] and last["diff_low"] > 0 and not first["diff_high"] >= last["diff_low"]:
+            finding = "the context needed grows with the lag (the shortfalls' CIs do not overlap)"
+        else:
+            finding = "growth of the context needed with the lag not resolved (the shortfalls' CIs overlap)"
+        yield {"kind": "growth", "subject": subject, "finding": finding,
+               "first_low": first["diff_low"], "first_high": first["diff_high"],
+               "last_low": last["diff_low"], "last_high": last["diff_high"],
                "family": family, "target": target, "setting": worst, "context_s": w["context_s"].iloc[0],
                "reference": w["reference"].iloc[0], "reference_context_s": w["reference_context_s"].iloc[0],
                "from_lag_s": w["lag_s"].iloc[0], "shortfall_from": w["shortfall"].iloc[0],
@@ -326,7 +338,7 @@ def findings_table(
             *_saturation_rows(curve, saturated, study_lag_s, tolerance, intervals)]
     if not lags.empty and "floor_raw" in lags:
         rows += [*_lag_rows(lags, floor, intervals), *_delay_rows(lags, tolerance, intervals),
-                 *_chain_rows(lags, tolerance, intervals), *_growth_rows(curve, floor, tolerance)]
+                 *_chain_rows(lags, tolerance, intervals), *_growth_rows(curve, floor, tolerance, intervals)]
     rows += _efficiency_rows(frontier, floor, tolerance)
     table = pd.DataFrame(rows, columns=None if rows else list(FINDING_COLUMNS))
     table["tolerance"] = float(tolerance)
@@ -441,9 +453,12 @@ def _render_growth(part: pd.DataFrame, table: pd.DataFrame) -> list[str]:
     for _, r in part.iterrows():
         mine = needed[needed["subject"] == r["subject"]]
         at = ", ".join(f"{_fmt_s(s)} at lag {lag:g} s" for lag, s in zip(mine["lag_s"], mine["saturation_s"]))
+        ci_from, ci_to = (f" [{r[f'{e}_low']:+.3f}, {r[f'{e}_high']:+.3f}]" if pd.notna(r.get(f"{e}_low")) else ""
+                          for e in ("first", "last"))
         bits.append(f"{r['subject']}: {at}; `{r['setting']}` ({_fmt_s(r['context_s'])}) falls short of "
-                    f"`{r['reference']}` ({_fmt_s(r['reference_context_s'])}) by {r['shortfall_from']:.3f} at lag "
-                    f"{r['from_lag_s']:g} s and {r['shortfall_to']:.3f} at {r['to_lag_s']:g} s -> {r['finding']}")
+                    f"`{r['reference']}` ({_fmt_s(r['reference_context_s'])}) by {r['shortfall_from']:.3f}{ci_from} "
+                    f"at lag {r['from_lag_s']:g} s and {r['shortfall_to']:.3f}{ci_to} at {r['to_lag_s']:g} s -> "
+                    f"{r['finding']}")
     return [f"- **Context needed against the raters' lag** (shortest context within {part['tolerance'].iloc[0]:g} "
             "CCC of the family's best): " + "; ".join(bits) + "."]
 

@@ -71,12 +71,12 @@ def comparisons(curve: pd.DataFrame, saturated: pd.DataFrame, lags: pd.DataFrame
     """The study's comparisons (see the module docstring), from tables whose choices were made on dev."""
     out = [Comparison("ccc", float(r["lag_s"]), r["target"], r["setting"]) for r in curve.to_dict("records")]
     out += _lag_comparisons(lags)
-    sat = saturated[saturated["lag_s"] == study_lag_s]
-    at = curve[curve["lag_s"] == study_lag_s]
-    for r in sat.to_dict("records"):
+    for r in saturated.to_dict("records"):  # at every lag: the growth of the context needed compares lags
+        at = curve[curve["lag_s"] == r["lag_s"]]
         family = at[(at["family"] == r["family"]) & (at["target"] == r["target"])]
-        out += [Comparison("saturation", study_lag_s, r["target"], r["best_setting"], s)
+        out += [Comparison("saturation", float(r["lag_s"]), r["target"], r["best_setting"], s)
                 for s in family["setting"] if s != r["best_setting"]]
+    sat = saturated[saturated["lag_s"] == study_lag_s]
     for target, part in sat.groupby("target", sort=False):
         best = part.loc[part["best_dev_ccc"].idxmax(), "best_setting"]
         out += [Comparison("family", study_lag_s, target, best, s) for s in part["best_setting"] if s != best]
