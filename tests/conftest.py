@@ -26,6 +26,7 @@ SLOW_TESTS: tuple[str, ...] = (
     "tests/test_plots.py::test_architecture_colours_are_distinct_and_stable",
     "tests/test_synth.py::test_each_espeak_parameter",
     "tests/test_synth.py::test_worker_processes",
+    "tests/test_original.py::test_run_original_on_random_features_learns_nothing",
 )
 
 

@@ -5,7 +5,10 @@
 * :mod:`~emotools.features.store`: :class:`FeatureStore` and the cache key;
 * :mod:`~emotools.features.batch`: :func:`extract` of a corpus table on local
   processes or a Dask cluster;
-* :mod:`~emotools.features.cli`: ``python -m emotools extract``.
+* :mod:`~emotools.features.cli`: ``python -m emotools extract``;
+* :mod:`~emotools.features.external`: features computed elsewhere as records:
+  :func:`from_arrays` (the original's ``X.npy``), :func:`read_frames`
+  (MuSe / AVEC CSVs), :func:`read_table` (CSV / parquet with an id column).
 
 >>> spec = FeatureSpec(level="windowed", window=1.0, hop=0.1)  # doctest: +SKIP
 >>> store = extract(corpora.scan("annotated", root), spec, out="data/features/x")  # doctest: +SKIP
@@ -14,6 +17,7 @@
 
 from .batch import available_cores, extract
 from .cli import cli
+from .external import ExternalFeatureError, from_arrays, read_frames, read_table
 from .smile import (
     DEFAULT_HOP,
     LLD_HOP,
@@ -38,6 +42,7 @@ __all__ = [
     "Level",
     "FeatureSpec",
     "FeatureError",
+    "ExternalFeatureError",
     "FeatureStore",
     "SAMPLE_RATE",
     "RATE_HZ",
@@ -52,6 +57,9 @@ __all__ = [
     "extract_signal",
     "feature_names",
     "frame_mode_config",
+    "from_arrays",
+    "read_frames",
+    "read_table",
     "smile_for",
     "to_int16",
 ]

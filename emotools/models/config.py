@@ -19,12 +19,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from ..errors import EmotoolsError
 
 __all__ = [
     "ModelConfigError",
+    "OUTPUTS",
     "TDNN_CONTEXTS",
     "TDNN_FRONT_CONTEXTS",
     "FrameFields",
@@ -60,6 +61,8 @@ class ModelConfigError(EmotoolsError, ValueError):
 #: Peddinti et al. (2015)-style splicing: offsets per layer, widening with depth.
 #: Context: -23..+23 frames (4.7 s at 10 Hz).
 TDNN_CONTEXTS: tuple[tuple[int, ...], ...] = ((-2, -1, 0, 1, 2), (-3, 0, 3), (-6, 0, 6), (-12, 0, 12))
+#: Output activations of the head: ``"linear"`` (unbounded, the default) or ``"sigmoid"`` (in (0, 1)).
+OUTPUTS: tuple[str, ...] = ("linear", "sigmoid")
 #: A short TDNN front-end for the hybrids: -5..+5 frames (1.1 s at 10 Hz).
 TDNN_FRONT_CONTEXTS: tuple[tuple[int, ...], ...] = ((-2, -1, 0, 1, 2), (-3, 0, 3))
 
@@ -185,6 +188,10 @@ class ModelConfig(_Part):
         n_targets: outputs per frame (2 for arousal and valence).
         hidden: width of every block (per direction for LSTMs).
         dropout: dropout probability inside blocks.
+        output: activation after the linear head, ``"linear"`` (default) or
+            ``"sigmoid"`` (outputs in (0, 1), as the original project's models).
+            :meth:`to_dict` leaves it out when ``"linear"``, so configs and
+            checkpoints written before the option existed read back unchanged.
     """
 
     #: blocks stacked, local to global (keys of :data:`emotools.models.blocks.BLOCKS`).
@@ -194,6 +201,7 @@ class ModelConfig(_Part):
     n_targets: int = 2
     hidden: int = 64
     dropout: float = 0.1
+    output: Literal["linear", "sigmoid"] = "linear"
 
     def __post_init__(self) -> None:
         self._check()
@@ -203,10 +211,14 @@ class ModelConfig(_Part):
         self._at_least(1, "n_features", "n_targets", "hidden")
         if not 0.0 <= self.dropout < 1.0:
             raise ModelConfigError(self.name, f"dropout must be in [0, 1), got {self.dropout}")
+        if self.output not in OUTPUTS:
+            raise ModelConfigError(self.name, f"unknown output {self.output!r}; use one of {list(OUTPUTS)}")
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready flat dict including ``name``; inverse of :meth:`from_dict`."""
+        """JSON-ready flat dict including ``name``; inverse of :meth:`from_dict` (``output`` only if not linear)."""
         d = dataclasses.asdict(self)
+        if d["output"] == "linear":
+            del d["output"]  # the dict every checkpoint has carried
         if "contexts" in d:
             d["contexts"] = [list(layer) for layer in d["contexts"]]
         return {"name": self.name, **d}

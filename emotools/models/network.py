@@ -42,6 +42,9 @@ def build(name: str, n_features: int = 88, n_targets: int = 2, **overrides: Any)
 class SequenceRegressor(nn.Module):
     """A stack of blocks and a linear head: ``(x, lengths) -> (batch, time, n_targets)``.
 
+    With ``config.output == "sigmoid"`` the head's output goes through a
+    sigmoid (no parameters, so the weights are those of a linear head).
+
     Attributes:
         config: the dataclass config it was built from.
         name: the registry name.
@@ -107,7 +110,10 @@ class SequenceRegressor(nn.Module):
         h = _zero_padding(x, mask)  # NaN/inf in padding cannot leak
         for block in self.blocks:
             h = block(h, mask, lengths)
-        return _zero_padding(self.head(h), mask)  # (batch, time, n_targets)
+        out = self.head(h)
+        if self.config.output == "sigmoid":
+            out = torch.sigmoid(out)
+        return _zero_padding(out, mask)  # (batch, time, n_targets)
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, receptive_field={self.receptive_field}, parameters={self.n_parameters}"
