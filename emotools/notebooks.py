@@ -507,7 +507,9 @@ def run_all(
         bar = CellProgress(f"[{i}/{len(plan)}] {nb.stem}", enabled=progress)
         started, start = _utc_now(), time.perf_counter()
         status, failed_cell = "failed", None
-        store_log = Path(tempfile.mkstemp(prefix="emotools-stores-", suffix=".txt")[1])
+        handle, name = tempfile.mkstemp(prefix="emotools-stores-", suffix=".txt")
+        os.close(handle)  # the stores append to it by name
+        store_log = Path(name)
         try:
             with _environment(**{STORE_LOG_ENV: str(store_log)}):
                 outputs.append(run_notebook(nb, params, progress=bar))

@@ -29,7 +29,7 @@ result row carries both reference MSEs and whether the prediction was constant.
 >>> test.tolist(), len(train)
 ([8, 1], 8)
 >>> arousal, valence = original_labels(3)
->>> [round(v, 4) for v in arousal]
+>>> [round(float(v), 4) for v in arousal]
 [0.3745, 0.9507, 0.732]
 """
 
