@@ -582,12 +582,13 @@ def git_state(root: str | os.PathLike = paths.PROJECT_ROOT) -> dict[str, Any]:
 
 
 def machine_facts() -> dict[str, Any]:
-    """Cores, torch threads, the CUDA device if any, the operating system (no host name, no paths)."""
-    import torch
+    """Cores and the operating system (no host name, no paths).
 
-    return {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "system": platform.system(), "release": platform.release(), "machine": platform.machine()}
+    The runner does not import torch (the kernels and their workers do): a
+    notebook's device and threads are in its parameters and its output.
+    """
+    return {"cpu_count": os.cpu_count(), "system": platform.system(), "release": platform.release(),
+            "machine": platform.machine()}
 
 
 def run_facts(*, only: Sequence[str] | None, smoke: bool, overrides: dict[str, Any],

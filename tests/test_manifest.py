@@ -66,8 +66,7 @@ def test_manifest_records_the_run_and_merges_runs_of_single_notebooks(tmp_path: 
     head = subprocess.run(["git", "-C", str(paths.PROJECT_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
     if head.returncode == 0:  # a checkout: its revision; elsewhere None
         assert run["git"]["revision"] == head.stdout.strip() and isinstance(run["git"]["dirty"], bool)
-    # the runner's own torch threads (its environment may differ from this test process's, e.g. OMP_NUM_THREADS)
-    assert run["machine"]["cpu_count"] >= 1 and run["machine"]["torch_threads"] >= 1
+    assert run["machine"]["cpu_count"] >= 1 and "torch" not in str(run["machine"])
     assert run["machine"]["system"] == platform.system()
     assert run["started"] <= entry["started"] <= first["updated"]  # ISO times, UTC
 
