@@ -245,9 +245,11 @@ def test_ctrl_c_ends_with_one_line_naming_the_notebook(tmp_path: Path, empty_res
     _write_notebook(folder / "slow.ipynb", ["import time", "time.sleep(120)", "x = 1"])
     runtime = tmp_path / "tmp"  # where the kernel's connection file and IPC sockets live
     runtime.mkdir()
+    # as from a terminal: SIGINT at its default even where this test runs as a background job (which ignores it)
     process = subprocess.Popen([sys.executable, "-m", "emotools", "run", "--folder", str(folder)],
                                stderr=subprocess.PIPE, stdout=subprocess.PIPE, cwd=paths.PROJECT_ROOT,
-                               env=os.environ | {"TMPDIR": str(runtime)})
+                               env=os.environ | {"TMPDIR": str(runtime)},
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = b""
     try:
         while b"cell 3/" not in seen:  # the sleeping cell has started
