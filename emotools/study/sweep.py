@@ -121,17 +121,19 @@ def _delay_step(chain: postprocess.PostProcessor) -> postprocess.PostProcessor:
 def postprocessed(cell: experiments.Cell, step: str = "none") -> list[np.ndarray]:
     """A cell's test predictions raw (``"none"``), after its delay step only (``"delay"``) or its whole chain.
 
+    ``"none"`` and ``"avec"`` are :func:`emotools.experiments.cell_predictions`.
+
     Raises:
-        StudyError: an unknown ``step``, or post-processing asked of a cell without a chain.
+        StudyError: an unknown ``step``, or the delay step asked of a cell without a chain.
+        TrainingError: ``"avec"`` asked of a cell without a chain.
     """
-    if step == "none":
-        return list(cell.test_predictions)
-    if step not in ("delay", "avec"):
+    if step not in ("none", "delay", "avec"):
         raise StudyError("postprocess", f"unknown step {step!r}: use 'none', 'delay' or 'avec'")
+    if step != "delay":
+        return experiments.cell_predictions(cell, step)  # raw, or the whole chain: as the results rows score them
     if not cell.postprocessor:
         raise StudyError(cell.architecture, f"seed {cell.seed} has no post-processing chain for {step!r}")
-    chain = postprocess.PostProcessor.from_dict(cell.postprocessor)
-    return (_delay_step(chain) if step == "delay" else chain).apply(cell.test_predictions)
+    return _delay_step(postprocess.PostProcessor.from_dict(cell.postprocessor)).apply(cell.test_predictions)
 
 
 def delay_only_rows(cell: experiments.Cell, test_records: Sequence[SequenceRecord]) -> list[dict[str, Any]]:
