@@ -180,8 +180,9 @@ def _train_cell(arch: str, mode: Mode, seed: int, splits: dict[str, list[Sequenc
     histories, model_paths, label_stats = [], {}, {}
     for group in groups:
         sub = folder / "+".join(group)
-        trained = training.fit(arch, splits["train"], splits["dev"], fit_options.replace(targets=group, seed=seed),
-                               checkpoint_dir=sub, progress=progress, device=device)
+        trained = training.fit(arch, splits["train"], splits["dev"] or None,
+                               fit_options.replace(targets=group, seed=seed), checkpoint_dir=sub, progress=progress,
+                               device=device)
         model_paths["+".join(group)] = str(sub / "model.pt")
         h = trained.history_frame.assign(group="+".join(group))
         histories.append(h)
@@ -192,7 +193,8 @@ def _train_cell(arch: str, mode: Mode, seed: int, splits: dict[str, list[Sequenc
         test_preds = [np.concatenate([a, b], axis=1) for a, b in zip(test_preds, test_new)]
     rows = []
     for split, recs, preds in (("dev", splits["dev"], dev_preds), ("test", splits["test"], test_preds)):
-        rows += [{"split": split, "postprocess": "none", **r} for r in score_rows(recs, preds, targets)]
+        if recs:  # no dev split: the last epoch is kept and only test is scored
+            rows += [{"split": split, "postprocess": "none", **r} for r in score_rows(recs, preds, targets)]
     chain = None
     if use_postprocess:
         pp = postprocess.fit_chain(dev_preds, splits["dev"], label_stats=label_stats, targets=targets)
@@ -243,7 +245,10 @@ def run_grid(
     """Train and score every (architecture, mode, seed) cell.
 
     Args:
-        records: labelled records with ``split`` in train/dev/test.
+        records: labelled records with ``split`` in train/dev/test. Without
+            dev records (``postprocess_chain=False`` only), every cell keeps
+            its last epoch and only test is scored: the original protocol's
+            random utterance split (:mod:`emotools.original`).
         dataset: name for the results table (e.g. ``"ground_truth"``).
         label_protocol: where the labels came from, for the table
             (``"annotation"``, ``"seed"``, ``"proxy"``, ...).
@@ -274,8 +279,9 @@ def run_grid(
         raise TrainingError("fit_options", f"must be a FitOptions, got {type(fit_options).__name__}")
     splits = by_split(records)
     for name in ("train", "dev", "test"):
-        if not splits[name]:
-            raise TrainingError(f"{dataset}/{label_protocol}", f"no {name} records (splits: "
+        if not splits[name] and not (name == "dev" and not postprocess_chain):
+            why = " (the AVEC chain is tuned on dev: postprocess_chain=False runs without)" if name == "dev" else ""
+            raise TrainingError(f"{dataset}/{label_protocol}", f"no {name} records{why} (splits: "
                                 f"{ {k: len(v) for k, v in splits.items()} })")
     targets = tuple(targets)
     run_dir = (Path(run_dir) if run_dir is not None

@@ -3,7 +3,7 @@
 Each notebook's first code cell is tagged ``parameters`` and holds typed
 literal assignments with a help comment::
 
-    epochs: int = 40  # maximum epochs (early stopping on dev CCC) [>= 1]
+    epochs: int = 40  # maximum epochs (early stopping on dev CCC) [≥ 1]
 
 :func:`notebook_parameters` reads them with :mod:`ast` (never ``eval``), so
 overrides are type-checked *before* a kernel starts and a wrong type fails
@@ -11,8 +11,8 @@ early with a message naming the parameter. A help comment may end with a
 range, one or more bounds in brackets, checked the same way (on every item
 of a list)::
 
-    jobs: int = 0  # worker processes (0: all cores) [>= 0]
-    share: float = 0.5  # fraction of the data [> 0, <= 1]
+    jobs: int = 0  # worker processes (0: all cores) [≥ 0]
+    share: float = 0.5  # fraction of the data [> 0, ≤ 1]
 
 Smoke runs: a notebook declares its tiny configuration as a *smoke preset*,
 parameter values in its metadata (``"emotools": {"smoke": {"epochs": 2}}``,
@@ -66,12 +66,14 @@ class NotebookInterrupted(NotebookError):
     """The run was interrupted (Ctrl-C) while a notebook was executing."""
 
 
-#: Comparison operators a range may use, e.g. ``[>= 0]`` or ``[> 0, <= 1]``.
+#: Comparison operators a range may use, e.g. ``[≥ 0]`` or ``[> 0, ≤ 1]``. Notebooks write ``≥`` / ``≤``:
+#: papermill skips a parameter line holding a second ``=`` (``>=``), so it would not know that parameter.
 _BOUND_OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
     ">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt,
 }
+_SPELLINGS = {"≥": ">=", "≤": "<="}
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
-_BOUND = rf"(>=|<=|>|<)\s*({_NUMBER})"
+_BOUND = rf"(>=|<=|≥|≤|>|<)\s*({_NUMBER})"
 _RANGE = re.compile(rf"\[\s*({_BOUND}(?:\s*,\s*{_BOUND})*)\s*\]\s*$")
 
 
@@ -83,7 +85,7 @@ class Parameter:
     type: str  # the annotation as written, e.g. "bool", "list[str]", "str | None"
     default: Any
     help: str
-    bounds: tuple[tuple[str, float], ...] = ()  # e.g. ((">=", 0.0),) from a trailing "[>= 0]"
+    bounds: tuple[tuple[str, float], ...] = ()  # e.g. ((">=", 0.0),) from a trailing "[≥ 0]"
 
     def range_text(self) -> str:
         """The range as declared, e.g. ``>= 0, <= 1``."""
@@ -99,11 +101,11 @@ class Parameter:
 
 
 def parse_range(comment: str) -> tuple[tuple[str, float], ...]:
-    """The bounds of a help comment's trailing range, e.g. ``"... [> 0, <= 1]"``; () when none."""
+    """The bounds of a help comment's trailing range, e.g. ``"... [> 0, ≤ 1]"``; () when none (``≥`` reads ``>=``)."""
     match = _RANGE.search(comment)
     if not match:
         return ()
-    return tuple((op, float(limit)) for op, limit in re.findall(_BOUND, match.group(1)))
+    return tuple((_SPELLINGS.get(op, op), float(limit)) for op, limit in re.findall(_BOUND, match.group(1)))
 
 
 # --------------------------------------------------------------------- discovery

@@ -35,8 +35,11 @@ result row carries both reference MSEs and whether the prediction was constant.
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
+import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -49,7 +52,7 @@ from .errors import EmotoolsError
 from .features.external import from_arrays
 from .sequences import SequenceRecord
 from .stats import bootstrap_ccc
-from .training import FitOptions, fit_each_target, predict
+from .training import FitOptions
 
 __all__ = [
     "OriginalError",
@@ -58,6 +61,7 @@ __all__ = [
     "ORIGINAL_TARGETS",
     "RESULTS_CSV",
     "original_labels",
+    "original_values",
     "original_split",
     "original_options",
     "original_records",
@@ -65,6 +69,7 @@ __all__ = [
     "read_result",
     "original_results",
     "compare_with_original",
+    "cli",
 ]
 
 #: The original's model names -> the registry's architectures, in the original's order.
@@ -106,6 +111,20 @@ def original_labels(n: int, seed: int = 42) -> tuple[np.ndarray, np.ndarray]:
     arousal = rng.uniform(0, 1, int(n))
     valence = rng.uniform(0, 1, int(n))
     return arousal, valence
+
+
+def original_values(utterances: Sequence[str], seed: int = 42) -> dict[str, tuple[float, float]]:
+    """Utterance -> (arousal, valence): :func:`original_labels` drawn over ``utterances`` in their order.
+
+    The original drew one value per file in the order it listed them; a
+    corpus table's order (sorted paths) plays that part here, so an utterance
+    keeps its label whichever of the others fail extraction.
+    """
+    names = [str(u) for u in utterances]
+    if len(set(names)) != len(names):
+        raise OriginalError("utterances", "duplicate utterance ids")
+    arousal, valence = original_labels(len(names), seed)
+    return {u: (float(a), float(v)) for u, a, v in zip(names, arousal, valence)}
 
 
 def original_split(n: int, test_size: float = 0.2, seed: int = 42) -> tuple[np.ndarray, np.ndarray]:
@@ -165,24 +184,40 @@ def original_records(
     label_seed: int = 42,
     split_seed: int = 42,
     test_size: float = 0.2,
+    splits: Sequence[str] | None = None,
+    speakers: Sequence[str] | None = None,
 ) -> list[SequenceRecord]:
     """Length-1 records with the original's labels and ``split`` ``"train"`` / ``"test"``.
 
     Args:
         X: ``(utterances, features)`` (an array or a ``.npy`` path) or
-            length-1 records (their features are used, not their labels).
+            length-1 records (their features, ids and speakers are used, not
+            their labels or splits).
         labels: target -> one value per utterance; None: the original's
             random labels (:func:`original_labels` with ``label_seed``).
         label_seed, split_seed, test_size: the original's 42, 42 and 0.2.
+        splits: ``"train"`` / ``"test"`` per utterance instead of the
+            original's random split (e.g. whole speakers: a fixed flaw).
+        speakers: one speaker per utterance (default: the records').
     """
     x, ids, names = _matrix(X)
     n = len(np.load(x, mmap_mode="r")) if isinstance(x, (str, os.PathLike)) else len(x)
     if labels is None:
         labels = dict(zip(ORIGINAL_TARGETS, original_labels(n, label_seed)))
-    train, _ = original_split(n, test_size, split_seed)
-    splits = np.full(n, "test", dtype=object)
-    splits[train] = "train"
-    return from_arrays(x, labels, ids=ids, feature_names=names, splits=list(splits))
+    if splits is None:
+        train, _ = original_split(n, test_size, split_seed)
+        chosen = np.full(n, "test", dtype=object)
+        chosen[train] = "train"
+        splits = list(chosen)
+    else:
+        splits = [str(v) for v in splits]
+        unknown = sorted(set(splits) - {"train", "test"})
+        if len(splits) != n or unknown or {"train", "test"} - set(splits):
+            raise OriginalError("splits", f"need 'train' or 'test' for each of {n} utterances, both present; got "
+                                          f"{len(splits)} value(s){f', unknown {unknown}' if unknown else ''}")
+    if speakers is None and not isinstance(X, (np.ndarray, str, os.PathLike)):
+        speakers = [r.speaker for r in X]
+    return from_arrays(x, labels, ids=ids, feature_names=names, speakers=speakers, splits=splits)
 
 
 # --------------------------------------------------------------------------- run and read
@@ -196,20 +231,29 @@ def run_original(
     options: FitOptions | None = None,
     label_seed: int = 42,
     split_seed: int = 42,
+    splits: Sequence[str] | None = None,
     n_resamples: int = 2000,
+    run_dir: str | os.PathLike | None = None,
+    jobs: int | None = None,
     progress: bool = False,
     device: str | None = None,
 ) -> pd.DataFrame:
     """Train and score the original protocol: every architecture, one model per target.
 
+    The training is :func:`emotools.experiments.run_grid`'s (mode
+    ``"separate"``, no dev set: the last epoch is kept, no AVEC chain), so
+    cells run in parallel and a ``run_dir`` caches them like any grid.
+
     Args:
-        X, labels, label_seed, split_seed: as :func:`original_records`.
+        X, labels, label_seed, split_seed, splits: as :func:`original_records`.
         architectures: registry names (default: the original's 7).
         options: how to train (default :func:`original_options`; its
             ``targets`` default to the labels').
         n_resamples: bootstrap resamples of the CCC interval (test
             utterances are the units: each is independent here).
-        progress, device: as :func:`emotools.training.fit`.
+        run_dir: where the cells are cached (default: a temporary folder,
+            nothing kept).
+        jobs, progress, device: as :func:`emotools.experiments.run_grid`.
 
     Returns:
         One row per architecture and target: ``model`` (the original's name),
@@ -218,21 +262,27 @@ def run_original(
         reading: ``mse_train_mean``, ``mse_constant_1``, ``pred_mean``,
         ``pred_std``, ``constant`` and ``reading`` (:func:`read_result`).
     """
-    records = original_records(X, labels, label_seed=label_seed, split_seed=split_seed)
+    from .experiments import run_grid
+
+    records = original_records(X, labels, label_seed=label_seed, split_seed=split_seed, splits=splits)
     train = [r for r in records if r.split == "train"]
-    test = [r for r in records if r.split == "test"]
     options = options or original_options()
+    targets = options.targets or records[0].target_names
+    with tempfile.TemporaryDirectory(prefix="emotools-original-") as scratch:
+        grid = run_grid(records, dataset="original", label_protocol="original", architectures=architectures,
+                        modes=("separate",), seeds=(options.seed,), targets=targets, fit_options=options,
+                        postprocess_chain=False, run_dir=run_dir if run_dir is not None else scratch, jobs=jobs,
+                        progress=progress, device=device)
     names = {arch: model for model, arch in ORIGINAL_MODELS.items()}
     rows = []
-    for arch in architectures:
-        trained = fit_each_target(arch, train, None, options, progress=progress, device=device)
-        for target, model in trained.items():
-            k = records[0].target_names.index(target)
-            y_train = np.array([r.y[0, k] for r in train], dtype=np.float64)
-            y_test = np.array([r.y[0, k] for r in test], dtype=np.float64)
-            pred = np.concatenate(predict(model, test))[:, 0].astype(np.float64)
-            row = {"model": names.get(arch, arch), "architecture": arch, "target": target,
-                   **_scores(y_train, y_test, pred, n_resamples)}
+    for cell in grid.cells:
+        for k, target in enumerate(cell.targets):
+            j = records[0].target_names.index(target)
+            y_train = np.array([r.y[0, j] for r in train], dtype=np.float64)
+            y_test = np.array([r.y[0, j] for r in grid.test_records], dtype=np.float64)
+            pred = np.array([p[0, k] for p in cell.test_predictions], dtype=np.float64)
+            row = {"model": names.get(cell.architecture, cell.architecture), "architecture": cell.architecture,
+                   "target": target, **_scores(y_train, y_test, pred, n_resamples)}
             rows.append({**row, "reading": read_result(row)})
     return pd.DataFrame(rows)
 
@@ -299,3 +349,67 @@ def compare_with_original(ours: pd.DataFrame, dataset: str) -> pd.DataFrame:
     merged = keyed.merge(published.drop(columns="dataset"), on=["model", "original_target"], how="left")
     first = ["model", "architecture", "target", "mse_original", "mse", "ccc_original", "ccc", "ccc_low", "ccc_high"]
     return merged[first + [c for c in merged.columns if c not in first]]
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def cli(argv: Sequence[str]) -> int:
+    """``python -m emotools original``: the original protocol on a corpus, beside the published numbers."""
+    from . import corpora, paths, pipeline, samples
+    from .fileio import write_text
+
+    parser = argparse.ArgumentParser(
+        prog="python -m emotools original",
+        description="Run the original project's protocol (one raw eGeMAPS functionals vector per utterance, its "
+                    "random labels and split, 7 architectures, MSE, 70 epochs of batch 3) on a corpus and write "
+                    "results/<name>.md and CSVs with the original's published numbers beside ours.",
+    )
+    parser.add_argument("--dataset", required=True, choices=sorted(set(original_results()["dataset"])),
+                        help="corpus layout, and whose published numbers stand beside ours")
+    parser.add_argument("--data-root", default="", help="corpus root (default: the built-in samples)")
+    parser.add_argument("--utterances", type=int, default=0,
+                        help="the first N utterances in corpus order (default 0: all; the original used 500 "
+                             "of LibriSpeech dev-clean)")
+    parser.add_argument("--split", action="append", choices=["utterance", "speaker"],
+                        help="utterance: the original's random split; speaker: test speakers held out "
+                             "(repeatable; default: both)")
+    parser.add_argument("--epochs", type=int, default=70, help="epochs (default: the original's 70)")
+    parser.add_argument("--name", default="", help="results file stem (default: original_<dataset>)")
+    parser.add_argument("--jobs", type=int, default=0, help="worker processes (default 0: all cores)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    args = parser.parse_args(list(argv))
+    name = args.name or f"original_{args.dataset}"
+    splits = tuple(dict.fromkeys(args.split or ["utterance", "speaker"]))
+    try:
+        root = Path(args.data_root) if args.data_root else samples.ensure_samples(args.dataset,
+                                                                                  progress=not args.no_progress)
+        table = corpora.scan(args.dataset, root, progress=not args.no_progress)
+        runs = pipeline.run_original_protocol(
+            table, work=paths.data_dir() / "original" / name, name=name, max_utterances=args.utterances,
+            options=original_options(epochs=args.epochs), splits=splits, jobs=args.jobs or None,
+            progress=not args.no_progress)
+    except (EmotoolsError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    folder = paths.results_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    shown = "the built-in samples" if not args.data_root else f"`{root.name}`"
+    parts = [f"# {name}\n", f"The original protocol (`emotools.original`) on {args.dataset} at {shown}: "
+             f"{len(runs.records)} utterances, {args.epochs} epochs. Written by `python -m emotools original "
+             f"{' '.join(argv)}`.\n"]
+    headings = {"utterance": "Its own random utterance split, beside the published numbers",
+                "speaker": "Test speakers held out (the first flaw fixed)"}
+    controls = []
+    for split in splits:
+        table_ = pipeline.original_table(runs, args.dataset, split)
+        parts.append(f"## {headings[split]}\n\n{table_.round(4).to_markdown(index=False)}\n")
+        runs.runs[split].to_csv(folder / f"{name}_{split}.csv", index=False, float_format="%.6g")
+        controls.append(pipeline.original_control(runs, split).assign(control=f"{split} split"))
+    control = pd.concat(controls, ignore_index=True)
+    parts.append("## As a random-label control (95% CI over test utterances)\n\n"
+                 + pipeline.describe_seed_control(control).replace("\n", "\n\n") + "\n")
+    write_text(folder / f"{name}.md", "\n".join(parts))
+    print(f"wrote {paths.shown(folder / f'{name}.md')}")
+    print(pipeline.describe_seed_control(control))
+    return 0

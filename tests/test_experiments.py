@@ -103,6 +103,25 @@ def test_run_grid_refuses_missing_split() -> None:
                              architectures=["mlp"], progress=False)
 
 
+def test_run_grid_without_dev_keeps_the_last_epoch_and_scores_test_only(tmp_path: Path) -> None:
+    recs = _records({"train": 3, "test": 2})
+    with pytest.raises(ValueError, match="no dev records .the AVEC chain is tuned on dev"):
+        experiments.run_grid(recs, dataset="toy", label_protocol="seed", architectures=["mlp"], progress=False,
+                             run_dir=tmp_path)
+    grid = experiments.run_grid(recs, dataset="toy", label_protocol="seed", architectures=["mlp"], run_dir=tmp_path,
+                                fit_options=FitOptions(epochs=3, chunk_s=6.0), postprocess_chain=False,
+                                progress=False)
+    assert set(grid.results["split"]) == {"test"} and len(grid.results) == 2
+    [cell] = grid.cells
+    assert cell.history["epoch"].tolist() == [1, 2, 3] and "dev_ccc" not in cell.history
+    from emotools import training
+
+    kept = training.load(cell.model_paths["arousal+valence"])
+    assert kept.best_epoch == 3  # no dev: the last epoch, whatever its train loss
+    predictions = kept.predict(grid.test_records)
+    assert all(np.array_equal(a, b) for a, b in zip(predictions, cell.test_predictions))
+
+
 def test_per_speaker_scores() -> None:
     recs = _records({"test": 4})
     preds = [r.y for r in recs]

@@ -151,3 +151,29 @@ def test_external_records_train(tmp_path: Path):
     trained = fit("tdnn", records[:2], records[2:], FitOptions(epochs=2, chunk_s=None, precision="float32"),
                   progress=False)
     assert trained.rate_hz == 4.0 and trained.targets == ("arousal", "valence") and len(trained.history) == 2
+
+
+def test_each_format_trains_through_run_grid(tmp_path: Path):
+    # the three ways in, each into the same grid: the original's arrays (random utterance split, no dev set),
+    # MuSe-style frame CSVs and a plain table with a split column (train / dev / test)
+    from emotools.experiments import run_grid
+    from emotools.training import FitOptions
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 4))
+    arrays = from_arrays(X, {"arousal": rng.uniform(size=30), "valence": rng.uniform(size=30)},
+                         splits=["train"] * 24 + ["test"] * 6)
+    frame_recs, _ = read_frames([frames(s, n=12, start=s) for s in range(1, 7)],
+                                [labels(s, n=12) for s in range(1, 7)])
+    frame_recs = [r.replace(split=split) for r, split in zip(frame_recs, ["train"] * 4 + ["dev", "test"])]
+    table = pd.DataFrame({"id": [f"u{i}" for i in range(12)], "split": ["train"] * 8 + ["dev"] * 2 + ["test"] * 2,
+                          "a": rng.normal(size=12), "b": rng.normal(size=12), "arousal": rng.uniform(size=12),
+                          "valence": rng.uniform(size=12)})
+    table_recs, _ = read_table(table, targets=["arousal", "valence"])
+    options = FitOptions(epochs=2, chunk_s=None, precision="float32")
+    for name, records, chain in (("arrays", arrays, False), ("frames", frame_recs, True), ("table", table_recs, True)):
+        grid = run_grid(records, dataset=name, label_protocol="external", architectures=["mlp"], fit_options=options,
+                        postprocess_chain=chain, run_dir=tmp_path / name, jobs=1, progress=False)
+        test = grid.results[grid.results["split"] == "test"]
+        assert len(test) == (4 if chain else 2) and test["ccc"].notna().all(), name
+        assert [len(p) for p in grid.cells[0].test_predictions] == [len(r) for r in records if r.split == "test"]

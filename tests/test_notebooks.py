@@ -16,9 +16,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emotools import notebooks, paths
+from emotools import notebooks, paths, pipeline
+from emotools.original import ORIGINAL_ARCHITECTURES, original_results
 
 ALL = notebooks.list_notebooks()
+DATASET_NOTEBOOKS = ("LibriSpeech", "VoxCeleb1", "VoxCeleb2")
 
 
 def test_there_are_notebooks() -> None:
@@ -125,6 +127,18 @@ def test_notebook_runs_in_smoke_mode(notebook: Path, isolated_dirs: dict[str, Pa
     assert not [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
     for root in {paths.PROJECT_ROOT, *isolated_dirs.values()}:
         assert str(root) not in text, f"an output names the absolute path {root}"
+    if notebook.stem in DATASET_NOTEBOOKS:  # opens with the original protocol beside its published numbers
+        results = isolated_dirs["results"]
+        flaws = pd.read_csv(results / f"{notebook.stem}_flaws.csv")
+        assert list(dict.fromkeys(flaws["step"])) == [step for step, _ in pipeline.FLAW_STEPS]
+        assert set(flaws["architecture"]) <= set(ORIGINAL_ARCHITECTURES) and flaws["ccc"].notna().all()
+        ours = pd.read_csv(results / f"{notebook.stem}_original.csv")
+        assert set(ours["architecture"]) == set(notebooks.smoke_preset(notebook)["original_architectures"])
+        report = (results / f"{notebook.stem}.md").read_text()
+        published = original_results(notebook.stem.lower())
+        tdnn = published[published["model"] == "TDNN"]["mse"].iloc[0]
+        assert f"| {tdnn:.4f} |" in report  # the original's TDNN MSE (its saturated sigmoid), beside ours
+        assert "## Fix one flaw at a time" in report and "## Random-label controls" in report
 
 
 def _stream_lines(executed: nbformat.NotebookNode) -> list[str]:
@@ -201,6 +215,8 @@ def test_ranges_are_read_from_the_end_of_help_comments(tmp_path: Path) -> None:
     assert notebooks.parse_range("a share [> 0, <= 1]") == ((">", 0.0), ("<=", 1.0))
     assert notebooks.parse_range("knob values ([]: default config)") == ()
     assert notebooks.parse_range("offset [>= -1.5e3] in seconds") == ()  # not at the end: plain help text
+    assert notebooks.parse_range("a share [> 0, ≤ 1]") == ((">", 0.0), ("<=", 1.0))  # the notebooks' spelling
+    assert notebooks.parse_range("epochs [≥ 1]") == ((">=", 1.0),)
     declared = notebooks.notebook_parameters(paths.NOTEBOOKS_DIR / "01_ground_truth.ipynb")
     assert declared["jobs"].bounds == ((">=", 0.0),) and declared["corpus_size"].bounds == ()
     assert declared["jobs"].in_range(0) and not declared["jobs"].in_range(-1)
@@ -208,6 +224,17 @@ def test_ranges_are_read_from_the_end_of_help_comments(tmp_path: Path) -> None:
     _write_notebook(path, [], params="share: float = 1.5  # a share [> 0, <= 1]")
     with pytest.raises(notebooks.NotebookError, match="'share' default 1.5 is outside its declared range"):
         notebooks.notebook_parameters(str(path))
+
+
+def test_papermill_sees_every_declared_parameter() -> None:
+    # papermill skips a parameter line with a second "=" (a range written ">="): it would warn
+    # "Passed unknown parameter" and its own inspection would miss the parameter.
+    import papermill
+
+    for path in notebooks.select_notebooks(None, None):
+        declared = notebooks.notebook_parameters(path)
+        seen = papermill.inspect_notebook(str(path))
+        assert set(seen) == set(declared), (path.name, sorted(set(declared) - set(seen)))
 
 
 @pytest.mark.slow  # starts Jupyter kernels
@@ -346,6 +373,24 @@ def _seed_control_grid(n_sessions: int, utterances: int, signal: float, rng) -> 
     grid = GridResult(pd.DataFrame(), pd.DataFrame(), cells, records)
     corpus = pipeline.SessionCorpus("toy", pd.DataFrame(), pd.DataFrame(chains), pd.DataFrame(), None, None, True)
     return pipeline.DatasetGrids({"seed": grid}, pd.DataFrame()), corpus, records, predictions
+
+
+def test_flaw_summary_counts_intervals_and_units() -> None:
+    from emotools import pipeline
+
+    steps = [step for step, _ in pipeline.FLAW_STEPS]
+    table = pd.DataFrame({
+        "step": [steps[0]] * 2 + [steps[4]] * 2, "architecture": ["lstm", "tdnn"] * 2,
+        "target": ["arousal"] * 4, "ccc": [0.01, -0.03, 0.6, 0.2], "low": [-0.1, -0.2, 0.5, np.nan],
+        "high": [0.1, 0.05, 0.7, np.nan], "mse": [0.08, 0.09, 0.02, 0.05],
+        "unit": ["utterance"] * 2 + ["speaker"] * 2, "n_units": [10, 10, 4, 4]})
+    summary = pipeline.flaw_summary(table).set_index("step")
+    assert summary.loc[steps[0], "mean test CCC"] == pytest.approx(-0.01)
+    assert summary.loc[steps[0], "CIs excluding 0"] == "0 of 2"
+    assert summary.loc[steps[0], "widest half-width"] == pytest.approx(0.125)
+    assert summary.loc[steps[4], "CIs excluding 0"] == "1 of 1"  # a NaN CI (one test unit) is not counted
+    assert summary.loc[steps[4], "CI unit"] == "speaker (4)"
+    assert summary.loc[steps[4], "what changes"] == dict(pipeline.FLAW_STEPS)[steps[4]]
 
 
 def test_seed_control_interval_resamples_utterances_and_keeps_the_tables_ccc() -> None:

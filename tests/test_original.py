@@ -6,6 +6,7 @@ import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from sklearn.model_selection import train_test_split
@@ -21,6 +22,7 @@ from emotools.original import (
     original_records,
     original_results,
     original_split,
+    original_values,
     read_result,
     run_original,
 )
@@ -155,3 +157,41 @@ def test_run_original_on_random_features_learns_nothing(tmp_path):
     row = side[(side["model"] == "TDNN") & (side["target"] == "arousal")].iloc[0]
     assert row["mse_original"] == 0.3584 and row["mse"] == results.iloc[0]["mse"]
     assert compare_with_original(results, "voxceleb2")["mse_original"].tolist() == [0.3277] * 2 + [0.1005] * 2
+
+
+def test_values_follow_the_utterance_order_and_feed_the_seed_labels():
+    from emotools import labels
+
+    names = ["u3", "u1", "u2"]
+    values = original_values(names)
+    arousal, valence = original_labels(3)
+    assert [values[u] for u in names] == [(a, v) for a, v in zip(arousal.tolist(), valence.tolist())]
+    table = pd.DataFrame({"utterance": names, "duration": [1.0, 0.5, 2.0]})
+    frames = labels.seed_labels(table, seed=42, values=values)
+    assert frames["u1"]["arousal"].eq(arousal[1]).all() and frames["u2"]["valence"].eq(valence[2]).all()
+    with pytest.raises(labels.LabelError, match="^u3: no 2 given label values"):
+        labels.seed_labels(table, seed=42, values={"u1": (0.1, 0.2)})
+    with pytest.raises(OriginalError, match="duplicate"):
+        original_values(["a", "a"])
+
+
+def test_records_take_a_given_split_and_refuse_a_bad_one():
+    X = np.ones((6, 2), np.float32)
+    records = original_records(X, splits=["train"] * 4 + ["test"] * 2, speakers=list("aabbcc"))
+    assert [r.split for r in records] == ["train"] * 4 + ["test"] * 2 and records[5].speaker == "c"
+    for bad in (["train"] * 6, ["train"] * 5, ["train"] * 5 + ["dev"]):
+        with pytest.raises(OriginalError, match="^splits: need 'train' or 'test'"):
+            original_records(X, splits=bad)
+
+
+def test_run_original_caches_its_cells_in_run_dir(tmp_path):
+    rng = np.random.default_rng(3)
+    X = (10 ** rng.uniform(-1, 2, 8) * (1 + 0.3 * rng.normal(size=(30, 8)))).astype(np.float32)
+    options = original_options(epochs=2)
+    first = run_original(X, architectures=["tdnn"], options=options, n_resamples=50, run_dir=tmp_path, jobs=1)
+    cells = sorted(p.name for p in tmp_path.glob("*/*"))
+    assert cells == ["tdnn-separate-seed0"]  # one cell: both targets, one model each, no dev
+    history = pd.read_csv(next(tmp_path.glob("*/*/history.csv")))
+    assert sorted(set(history["group"])) == ["arousal", "valence"] and "dev_ccc" not in history
+    again = run_original(X, architectures=["tdnn"], options=options, n_resamples=50, run_dir=tmp_path, jobs=1)
+    assert again.drop(columns="reading").equals(first.drop(columns="reading"))

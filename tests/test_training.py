@@ -312,3 +312,26 @@ def test_interrupted_fit_resumes_to_the_same_result(data, tmp_path):
     fresh = training.fit("attention_tdnn", data["train"], data["dev"], options.replace(epochs=1),
                          checkpoint_dir=tmp_path, resume=False, progress=False)
     assert len(fresh.history) == 1
+
+
+def test_equal_length_chunks_are_stacked_once_and_batched_like_pad():
+    from emotools.sequences import pad
+    from emotools.training.trainer import _Batches
+
+    rng = np.random.default_rng(0)
+    same = [SequenceRecord(id=str(i), x=rng.normal(size=(1, 5)).astype(np.float32),
+                           y=rng.uniform(size=(1, 2)).astype(np.float32), time=np.zeros(1), rate_hz=10.0)
+            for i in range(7)]
+    batches = _Batches(same, torch.device("cpu"))
+    assert batches.stacked is not None
+    for index in ([3, 0, 6], [5], [1, 2]):
+        x, lengths, y = batches.batch(index)
+        want_x, want_lengths = pad([same[i].x for i in index])
+        want_y, _ = pad([same[i].y for i in index])
+        assert torch.equal(x, want_x) and torch.equal(lengths, want_lengths) and torch.equal(y, want_y)
+    mixed = same[:2] + [SequenceRecord(id="long", x=np.ones((3, 5), np.float32), y=np.ones((3, 2), np.float32),
+                                       time=np.arange(3) / 10.0, rate_hz=10.0)]
+    padded = _Batches(mixed, torch.device("cpu"))
+    assert padded.stacked is None
+    x, lengths, _ = padded.batch([2, 0])
+    assert x.shape == (2, 3, 5) and lengths.tolist() == [3, 1] and not x[1, 1:].any()

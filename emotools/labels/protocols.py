@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,6 +22,7 @@ def seed_labels(
     rate_hz: float = RATE_HZ,
     low: float = 0.0,
     high: float = 1.0,
+    values: Mapping[str, Sequence[float]] | None = None,
 ) -> dict[str, pd.DataFrame]:
     """The original project's labels: one uniform random value per utterance.
 
@@ -35,6 +36,9 @@ def seed_labels(
         seed: random seed.
         rate_hz: label frame rate.
         low, high: bounds of the uniform distribution.
+        values: utterance -> (arousal, valence) to hold instead of drawing,
+            e.g. the original's own draws in its order
+            (:func:`emotools.original.original_values`).
 
     Returns:
         utterance -> label frame ``time, arousal, valence`` (never NaN, at
@@ -53,8 +57,13 @@ def seed_labels(
         if not (isinstance(duration, (int, float, np.floating)) and math.isfinite(duration) and duration >= 0):
             raise LabelError(utterance, f"bad duration {duration!r}")
         time = frame_times(float(duration), rate_hz)
-        values = key_rng(seed, utterance, 0x5EED).uniform(low, high, size=len(TARGETS))
-        frame = pd.DataFrame({"time": time, **{t: np.full(time.size, v) for t, v in zip(TARGETS, values)}})
+        if values is None:
+            held = key_rng(seed, utterance, 0x5EED).uniform(low, high, size=len(TARGETS))
+        elif utterance in values and len(values[utterance]) == len(TARGETS):
+            held = np.asarray(values[utterance], dtype=np.float64)
+        else:
+            raise LabelError(utterance, f"no {len(TARGETS)} given label values ({', '.join(TARGETS)})")
+        frame = pd.DataFrame({"time": time, **{t: np.full(time.size, v) for t, v in zip(TARGETS, held)}})
         frame.attrs["protocol"] = LabelProtocol.SEED.value
         frames[utterance] = frame
     return frames

@@ -20,6 +20,7 @@ from .standard import (
     METRIC_LABELS,
     dataset_figures,
     plot_grid_history,
+    plot_flaw_steps,
     plot_history,
     plot_metric_bars,
     plot_trajectories,

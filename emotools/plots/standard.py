@@ -220,3 +220,37 @@ def dataset_figures(grids: Mapping[str, Any], *, name: str, mode: str,
         yield f"{metric}_bars", plot_metric_bars(
             test, metric=metric, x="group", intervals=shown if metric == "ccc" else None,
             title=f"{name}: test {metric.upper()} per architecture and label protocol")
+
+
+def plot_flaw_steps(table, *, title: str) -> plt.Figure:
+    """Test CCC per step of a flaw table (:func:`emotools.pipeline.flaw_table`), one panel per target.
+
+    One point per architecture and step, its 95% CI as the error bar (the
+    resampling unit is in each step's label), the architectures side by side
+    within a step.
+    """
+    targets = list(dict.fromkeys(table["target"]))
+    steps = list(dict.fromkeys(table["step"]))
+    archs = arch_order(table["architecture"])
+    fig, axes = plt.subplots(1, len(targets), figsize=(6.5 * len(targets), 4.6), sharey=True, squeeze=False)
+    units = table.groupby("step", sort=False).first()
+    labels = [f"{s}\n(CI over {units.loc[s, 'unit']}s, n={int(units.loc[s, 'n_units'])})" for s in steps]
+    width = 0.8 / max(len(archs), 1)
+    for ax, target in zip(axes[0], targets):
+        for i, arch in enumerate(archs):
+            rows = table[(table["target"] == target) & (table["architecture"] == arch)].set_index("step")
+            rows = rows.reindex([s for s in steps if s in rows.index])
+            x = [steps.index(s) - 0.4 + width * (i + 0.5) for s in rows.index]
+            low = (rows["ccc"] - rows["low"]).clip(lower=0).fillna(0)
+            high = (rows["high"] - rows["ccc"]).clip(lower=0).fillna(0)
+            ax.errorbar(x, rows["ccc"], yerr=[low, high], fmt="o", ms=4, color=arch_color(arch), lw=1.4, capsize=0,
+                        label=arch)
+        ax.axhline(0, color="black", lw=0.8)
+        ax.set_xticks(range(len(steps)), labels, rotation=30, ha="right", fontsize=8)
+        ax.set_title(target)
+        ax.set_ylabel("test CCC (point: estimate; bar: 95% CI)")
+        ax.grid(axis="x", visible=False)
+    axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="architecture")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
