@@ -195,3 +195,16 @@ def test_run_original_caches_its_cells_in_run_dir(tmp_path):
     assert sorted(set(history["group"])) == ["arousal", "valence"] and "dev_ccc" not in history
     again = run_original(X, architectures=["tdnn"], options=options, n_resamples=50, run_dir=tmp_path, jobs=1)
     assert again.drop(columns="reading").equals(first.drop(columns="reading"))
+
+
+def test_the_original_draws_reproduce_its_published_reference_mses():
+    # The original's TDNN rows are a constant-1 predictor's MSE and its other arousal rows the train mean's,
+    # on its own 500 LibriSpeech labels and split: the draws here give both to the published fourth digit.
+    arousal, valence = original_labels(500)
+    train, test = original_split(500)
+    published = original_results("librispeech").set_index(["model", "target"])["mse"]
+    for target, y in (("arousal", arousal), ("valence", valence)):
+        assert round(float(np.mean((1 - y[test]) ** 2)), 4) == published[("TDNN", target)]
+    assert round(float(np.mean((arousal[test] - arousal[train].mean()) ** 2)), 4) == published[("LSTM", "arousal")]
+    valence_rows = published.xs("valence", level="target").drop("TDNN")
+    assert (valence_rows - np.mean((valence[test] - valence[train].mean()) ** 2)).abs().max() < 0.0012
