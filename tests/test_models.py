@@ -7,6 +7,7 @@ import json
 import math
 import pickle
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -94,8 +95,9 @@ def test_default_config_is_the_flat_checkpoint_dict(name):
     loaded = models.config_from_dict(json.loads(json.dumps(flat)))
     assert loaded == config and type(loaded) is models.MODELS[name]
     assert models.ModelConfig.from_dict(flat) == type(config).from_dict(flat) == config
-    # every field is in the flat dict, but for ``output``, written only when not "linear" (tests/test_original.py)
-    assert [f.name for f in dataclasses.fields(config) if f.name != "output"] == list(flat)[1:]
+    # every field is in the flat dict, but for ``output``, written only when not "linear" (tests/test_original.py),
+    # and ``lookahead``, written only when not None (causal models)
+    assert [f.name for f in dataclasses.fields(config) if f.name not in ("output", "lookahead")] == list(flat)[1:]
 
 
 def test_from_dict_on_a_config_class_refuses_another_model():
@@ -123,7 +125,10 @@ def expected_parameters(config: models.ModelConfig) -> int:
             n += linear(d, h) + config.attention_layers * layer + norm
         elif kind == "lstm":
             dirs = 2 if config.bidirectional else 1
+            if config.lookahead is not None:  # causal: one direction as wide as both
+                h, dirs = h * dirs, 1
             n += dirs * sum(4 * h * ((d if i == 0 else dirs * h) + h) + 8 * h for i in range(config.lstm_layers))
+            h = config.hidden
         elif kind == "tcn":
             n += linear(d, h) + config.levels * (norm + 2 * (h * h * config.kernel + h))
         elif kind == "dsus":
@@ -134,7 +139,8 @@ def expected_parameters(config: models.ModelConfig) -> int:
 
 
 @pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize("options", [{}, {"hidden": 16, "dropout": 0.0}], ids=["default", "small"])
+@pytest.mark.parametrize("options", [{}, {"hidden": 16, "dropout": 0.0}, {"hidden": 16, "lookahead": 2}],
+                         ids=["default", "small", "causal"])
 def test_each_block_is_built_from_d_in_and_the_config(name, options):
     model = models.build(name, 7, 3, **options)
     assert [type(b) for b in model.blocks] == [models.BLOCKS[k] for k in model.config.blocks]
@@ -186,9 +192,10 @@ def test_output_shape_and_zero_padding(name):
     assert model(x).shape == (3, 23, 2)  # lengths default to all valid
 
 
+@pytest.mark.parametrize("lookahead", [None, 0, 3])
 @pytest.mark.parametrize("name", NAMES)
-def test_padding_never_changes_valid_outputs(name):
-    model = tiny(name)
+def test_padding_never_changes_valid_outputs(name, lookahead):
+    model = tiny(name, lookahead=lookahead)
     torch.manual_seed(1)
     x = torch.randn(3, 40, 6)
     lengths = torch.tensor([40, 29, 11])
@@ -204,33 +211,175 @@ def test_padding_never_changes_valid_outputs(name):
         torch.testing.assert_close(y[b, :n], alone, atol=1e-5, rtol=1e-4)
 
 
-def gradient_support(model: models.SequenceRegressor, T: int, frames: range) -> int:
-    """Widest span of input frames with a non-zero gradient for one output frame."""
+def gradient_support(model: models.SequenceRegressor, T: int, frames: range) -> tuple[int, int, int]:
+    """Widest (span, past, future) of input frames with a non-zero gradient for one output frame."""
     x = torch.randn(1, T, model.config.n_features, dtype=torch.float64, requires_grad=True)
     model = model.double()
-    widest = 0
+    widest = past = future = 0
     for t in frames:
         x.grad = None
         model(x)[0, t].sum().backward()
         nz = (x.grad[0].abs().sum(-1) > 0).nonzero().flatten()
         widest = max(widest, int(nz.max() - nz.min() + 1))
-    return widest
+        past, future = max(past, t - int(nz.min())), max(future, int(nz.max()) - t)
+    return widest, past, future
 
 
+@pytest.mark.parametrize("lookahead", [None, 0, 3])
 @pytest.mark.parametrize("name", NAMES)
-def test_receptive_field_equals_gradient_support(name):
-    model = tiny(name)
-    rf = model.receptive_field
+def test_receptive_field_equals_gradient_support(name, lookahead):
+    model = tiny(name, lookahead=lookahead)
+    rf, past, future = model.receptive_field, model.receptive_past, model.receptive_future
+    if lookahead is not None:  # every tiny model can spend 3 frames of lookahead but the frame-local mlp
+        assert future == (0 if name == "mlp" else lookahead)
+    T = 30 if rf is None else 2 * rf + 60  # a causal context lies on one side of the frame
+    middle = T // 2
+    # dsus: the context depends on the position modulo 2**levels
+    span, measured_past, measured_future = gradient_support(model, T, range(middle, middle + (1 if rf is None else 8)))
+    # unbounded (LSTMs): every frame of a short sequence on that side matters
+    assert measured_past == (middle if past is None else past)
+    assert measured_future == (T - 1 - middle if future is None else future)
     if rf is None:
-        T = 30  # unbounded: every frame of a short sequence matters
-        assert gradient_support(model, T, range(T // 2, T // 2 + 1)) == T
-        assert model.receptive_field_seconds(10.0) == math.inf
+        assert span == measured_past + measured_future + 1 and model.receptive_field_seconds(10.0) == math.inf
     else:
-        T = rf + 60
-        middle = T // 2
-        # dsus: the context depends on the position modulo 2**levels
-        assert gradient_support(model, T, range(middle, middle + 8)) == rf
-        assert model.receptive_field_seconds(10.0) == pytest.approx(rf / 10.0)
+        assert span == rf and model.receptive_field_seconds(10.0) == pytest.approx(rf / 10.0)
+
+
+@pytest.mark.parametrize("lookahead", [0, 3])
+@pytest.mark.parametrize("name", NAMES)
+def test_causal_outputs_do_not_depend_on_later_frames(name, lookahead):
+    model = tiny(name, lookahead=lookahead).double()
+    torch.manual_seed(2)
+    T = 40
+    x = torch.randn(2, T, 6, dtype=torch.float64)
+    full = model(x)
+    for t in (0, 1, 6, 13, 22, 30):
+        n = t + lookahead + 1  # frames up to t + lookahead: cut off, or padded with garbage
+        cut = model(x[:, :n])
+        garbage = x.clone()
+        garbage[:, n:] = torch.randn(T - n, 6, dtype=torch.float64) * 1e3
+        padded = model(garbage, torch.tensor([n, T]))
+        torch.testing.assert_close(cut[:, : t + 1], full[:, : t + 1], atol=1e-6, rtol=0)
+        torch.testing.assert_close(padded[0, : t + 1], full[0, : t + 1], atol=1e-6, rtol=0)
+    if name != "mlp":  # and the lookahead is used: frame t + lookahead matters
+        changed = x.clone()
+        changed[:, 20 + lookahead] += 1.0
+        assert (model(changed)[:, 20] - full[:, 20]).abs().max() > 1e-6
+
+
+def test_causal_receptive_fields_in_frames():
+    # defaults: the same span (but for attention windows and dsus), shifted into the past
+    assert models.build("tdnn", lookahead=0).config.to_dict()["lookahead"] == 0
+    for name, past, future in [("tdnn", 46, 0), ("tcn", 252, 0), ("attention", 100, 0), ("mlp", 0, 0)]:
+        model = models.build(name, lookahead=0)
+        assert (model.receptive_past, model.receptive_future) == (past, future)
+    model = models.build("tdnn", lookahead=5)  # the first layer's future (2) then the second's (3 of 3)
+    assert [layer.offsets for layer in model.blocks[0].layers] == [
+        (-2, -1, 0, 1, 2), (-3, 0, 3), (-12, -6, 0), (-24, -12, 0)]
+    assert (model.receptive_past, model.receptive_future) == (41, 5)
+    assert models.build("tdnn", lookahead=100).receptive_future == 23  # no more than the non-causal model's
+    model = models.build("attention_tdnn_lstm", lookahead=8)  # tdnn 5, attention 3, lstm 0
+    assert [b.future for b in model.blocks] == [5, 3, 0] and model.receptive_future == 8
+    assert model.blocks[1].layers[0].future == 3
+    model = models.build("tdnn_lstm", lookahead=9)  # the LSTM's delay line takes what the TDNN cannot use
+    assert [b.future for b in model.blocks] == [5, 4] and model.blocks[1].delay == 4
+    assert models.build("dsus", lookahead=50).receptive_future == 4  # the two full-rate convolutions, kernel 5
+
+
+@pytest.mark.parametrize("T,window,future", [(37, 5, 0), (40, 8, 3), (40, 8, 8), (9, 30, 2), (33, None, 0),
+                                             (33, None, 4), (1, 3, 0)])
+def test_causal_local_attention_equals_explicit_softmax(T, window, future):
+    torch.manual_seed(T)
+    q, k, v = (torch.randn(2, 3, T, 4, dtype=torch.float64) for _ in range(3))
+    lengths = torch.tensor([T, max(1, T - 7)])
+    mask = models.lengths_to_mask(lengths, T)
+    ref = naive_local_attention(q, k, v, mask, window, future)
+    for dropout_p in (0.0, 1e-300):  # the inference and the training path
+        out = models.local_attention(q, k, v, mask, window, dropout_p, future=future)
+        for b, n in enumerate(lengths.tolist()):
+            torch.testing.assert_close(out[b, :, :n], ref[b, :, :n])
+        assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("lookahead", [0, 2])
+def test_causal_lstm_is_a_forward_lstm_twice_as_wide_with_a_delay_line(lookahead):
+    torch.manual_seed(0)
+    config = models.LSTMConfig(hidden=4, lstm_layers=2, dropout=0.0, lookahead=lookahead)
+    block = models.LSTMBlock(5, config).double().eval()
+    assert block.bwd is None and block.d_out == 8
+    ref = torch.nn.LSTM(5, 8, num_layers=2, batch_first=True).double()
+    with torch.no_grad():
+        for layer in range(2):
+            for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                getattr(ref, f"{kind}_l{layer}").copy_(getattr(block.fwd[layer], kind + "_l0"))
+    x = torch.randn(3, 15, 5, dtype=torch.float64)
+    lengths = torch.tensor([15, 9, 4])
+    out = block(x, models.lengths_to_mask(lengths, 15), lengths)
+    for b, n in enumerate(lengths.tolist()):
+        states = ref(x[b : b + 1, :n])[0][0]  # (n, 8)
+        delayed = states[torch.clamp(torch.arange(n) + lookahead, max=n - 1)]  # the last valid state at the end
+        torch.testing.assert_close(out[b, :n], delayed)
+
+
+def test_architecture_specs_parse_into_a_name_and_a_lookahead():
+    assert models.parse_architecture("tcn") == ("tcn", {})
+    assert models.parse_architecture("tcn:causal") == ("tcn", {"lookahead": 0})
+    assert models.parse_architecture("lstm:lookahead=5") == ("lstm", {"lookahead": 5})
+    config = models.make_config("tcn:causal", hidden=8)
+    assert config.name == "tcn" and config.lookahead == 0 and config.spec == "tcn:causal"
+    assert models.build("lstm:lookahead=5").config.spec == "lstm:lookahead=5"
+    assert models.config_from_dict({"name": "attention:causal"}) == models.AttentionConfig(lookahead=0)
+    d = models.make_config("tdnn:lookahead=2").to_dict()
+    assert d["name"] == "tdnn" and d["lookahead"] == 2
+    assert models.config_from_dict(json.loads(json.dumps(d))).spec == "tdnn:lookahead=2"
+    assert "lookahead" not in models.make_config("tdnn").to_dict() and models.make_config("tdnn").spec == "tdnn"
+    assert models.make_config("tcn:causal", lookahead=0).lookahead == 0  # agreeing with the spec is fine
+    assert models.arch_order(["tdnn", "tcn:causal", "zeta", "mlp:causal", "tcn", "tcn:lookahead=12",
+                              "tcn:lookahead=3", "gru:causal"]) == [
+        "mlp:causal", "tdnn", "tcn", "tcn:causal", "tcn:lookahead=3", "tcn:lookahead=12", "gru:causal", "zeta"]
+
+
+@pytest.mark.parametrize(
+    "spec, options, message",
+    [
+        ("tcn:causl", {}, "tcn:causl: unknown architecture variant 'causl'; use 'tcn:causal' or "
+                          "'tcn:lookahead=<frames >= 0>'"),
+        ("tcn:lookahead=-1", {}, "tcn:lookahead=-1: unknown architecture variant 'lookahead=-1'"),
+        ("tcn:lookahead=x", {}, "tcn:lookahead=x: unknown architecture variant"),
+        ("tcn:lookahead=", {}, "tcn:lookahead=: unknown architecture variant"),
+        ("tcn:causal:causal", {}, "tcn:causal:causal: unknown architecture variant 'causal:causal'"),
+        ("gru:causal", {}, "gru: unknown model 'gru'; known: mlp"),
+        ("tcn:causal", {"lookahead": 3}, "tcn:causal: lookahead=3 contradicts the architecture spec 'tcn:causal'"),
+        ("tcn", {"lookahead": -1}, "tcn: lookahead must be None or an int >= 0 (frames), got -1"),
+        ("lstm", {"lookahead": 1.5}, "lstm: lookahead must be None or an int >= 0 (frames), got 1.5"),
+        ("mlp", {"lookahead": True}, "mlp: lookahead must be None or an int >= 0 (frames), got True"),
+    ],
+)
+def test_bad_architecture_specs_and_lookaheads_are_refused(spec, options, message):
+    with pytest.raises(models.ModelConfigError) as e:
+        models.make_config(spec, **options)
+    assert str(e.value).startswith(message)
+
+
+def test_fit_trains_a_causal_spec_and_its_checkpoint_loads_back(tmp_path):
+    from emotools import training
+    from emotools.sequences import SequenceRecord
+
+    rng = np.random.default_rng(0)
+    records = [SequenceRecord(f"r{i}", x=rng.standard_normal((50, 4)), y=rng.standard_normal((50, 2)),
+                              time=np.arange(50) / 10, rate_hz=10.0, speaker=f"s{i}", session=f"r{i}", split=split)
+               for i, split in enumerate(["train"] * 3 + ["dev"])]
+    options = training.FitOptions(epochs=2, batch_size=2, chunk_s=2.0, warmup_steps=1,
+                                  model_options={"hidden": 8, "levels": 2})
+    trained = training.fit("tcn:causal", records[:3], records[3:], options, checkpoint_dir=tmp_path, progress=False)
+    assert trained.model.config.lookahead == 0 and trained.model.receptive_future == 0
+    assert len(trained.history) == 2
+    loaded = training.load(tmp_path / "model.pt")
+    assert loaded.model.config == trained.model.config and loaded.model.config.spec == "tcn:causal"
+    saved = json.loads((tmp_path / "model.json").read_text())["model"]
+    assert saved["name"] == "tcn" and saved["lookahead"] == 0
+    for a, b in zip(loaded.predict(records[3:]), trained.predict(records[3:])):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_default_receptive_fields_in_frames():
@@ -244,13 +393,15 @@ def test_default_receptive_fields_in_frames():
         assert models.build(name).receptive_field is None
 
 
-def naive_local_attention(q, k, v, mask, window):
-    """Reference: explicit softmax(QK^T / sqrt(d)) with a band and key mask (O(T^2))."""
+def naive_local_attention(q, k, v, mask, window, future=None):
+    """Reference: explicit softmax(QK^T / sqrt(d)) with a band and key mask (O(T^2)); keys up to ``future`` ahead."""
     T = q.shape[2]
     pos = torch.arange(T)
     keep = mask[:, None, None, :].expand(-1, 1, T, -1)
     if window is not None:
         keep = keep & ((pos[:, None] - pos[None, :]).abs() <= window)
+    if future is not None:
+        keep = keep & (pos[None, :] - pos[:, None] <= future)
     scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
     scores = scores.masked_fill(~keep, float("-inf"))
     return torch.softmax(scores, -1) @ v

@@ -3,6 +3,9 @@
 * :mod:`~emotools.features.smile`: :class:`FeatureSet`, :class:`Level`,
   :class:`FeatureSpec`, :func:`extract_signal`, :func:`extract_file` (one signal);
 * :mod:`~emotools.features.store`: :class:`FeatureStore` and the cache key;
+* :mod:`~emotools.features.stream`: :class:`StreamingExtractor` (windowed
+  functionals of a stream, chunk by chunk), :func:`max_lookahead`,
+  :func:`measure_lookahead`;
 * :mod:`~emotools.features.batch`: :func:`extract` of a corpus table on local
   processes or a Dask cluster;
 * :mod:`~emotools.features.cli`: ``python -m emotools extract``;
@@ -36,6 +39,7 @@ from .smile import (
     to_int16,
 )
 from .store import FeatureStore, cache_key
+from .stream import StreamingExtractor, max_lookahead, measure_lookahead
 
 __all__ = [
     "FeatureSet",
@@ -44,6 +48,7 @@ __all__ = [
     "FeatureError",
     "ExternalFeatureError",
     "FeatureStore",
+    "StreamingExtractor",
     "SAMPLE_RATE",
     "RATE_HZ",
     "DEFAULT_HOP",
@@ -57,6 +62,8 @@ __all__ = [
     "extract_signal",
     "feature_names",
     "frame_mode_config",
+    "max_lookahead",
+    "measure_lookahead",
     "from_arrays",
     "read_frames",
     "read_table",

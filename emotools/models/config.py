@@ -17,6 +17,7 @@ always carried and :meth:`ModelConfig.from_dict` reads it back.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
@@ -45,6 +46,7 @@ __all__ = [
     "TCNConfig",
     "DSUSConfig",
     "MODELS",
+    "parse_architecture",
     "arch_order",
     "make_config",
     "config_from_dict",
@@ -81,6 +83,7 @@ class _Part:
     # ModelConfig fields every block reads; declared here for the parts' type hints.
     hidden: int
     dropout: float
+    lookahead: int | None
 
     def _check(self) -> None:
         """Raise :class:`ModelConfigError` for an invalid value."""
@@ -192,6 +195,11 @@ class ModelConfig(_Part):
             ``"sigmoid"`` (outputs in (0, 1), as the original project's models).
             :meth:`to_dict` leaves it out when ``"linear"``, so configs and
             checkpoints written before the option existed read back unchanged.
+        lookahead: future input frames an output frame may depend on, for the
+            whole network: ``None`` (default) is the non-causal (offline)
+            model; ``0`` strictly causal, ``k`` frames of lookahead (spent on
+            the blocks local to global, see :mod:`emotools.models.blocks`).
+            :meth:`to_dict` leaves it out when ``None``, as ``output``.
     """
 
     #: blocks stacked, local to global (keys of :data:`emotools.models.blocks.BLOCKS`).
@@ -202,6 +210,7 @@ class ModelConfig(_Part):
     hidden: int = 64
     dropout: float = 0.1
     output: Literal["linear", "sigmoid"] = "linear"
+    lookahead: int | None = None
 
     def __post_init__(self) -> None:
         self._check()
@@ -213,12 +222,26 @@ class ModelConfig(_Part):
             raise ModelConfigError(self.name, f"dropout must be in [0, 1), got {self.dropout}")
         if self.output not in OUTPUTS:
             raise ModelConfigError(self.name, f"unknown output {self.output!r}; use one of {list(OUTPUTS)}")
+        if self.lookahead is not None:
+            la = self.lookahead
+            if isinstance(la, bool) or not isinstance(la, numbers.Integral) or la < 0:
+                raise ModelConfigError(self.name, f"lookahead must be None or an int >= 0 (frames), got {la!r}")
+            self.lookahead = int(la)
+
+    @property
+    def spec(self) -> str:
+        """The architecture spec string: ``"tcn"``, ``"tcn:causal"`` (lookahead 0), ``"tcn:lookahead=3"``."""
+        if self.lookahead is None:
+            return self.name
+        return f"{self.name}:causal" if self.lookahead == 0 else f"{self.name}:lookahead={self.lookahead}"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready flat dict including ``name``; inverse of :meth:`from_dict` (``output`` only if not linear)."""
         d = dataclasses.asdict(self)
         if d["output"] == "linear":
             del d["output"]  # the dict every checkpoint has carried
+        if d["lookahead"] is None:
+            del d["lookahead"]
         if "contexts" in d:
             d["contexts"] = [list(layer) for layer in d["contexts"]]
         return {"name": self.name, **d}
@@ -359,25 +382,69 @@ MODELS: dict[str, type[ModelConfig]] = {
 }
 
 
-def arch_order(names: Iterable[str]) -> list[str]:
-    """Registered architectures in the registry's order (local to global), then any other names sorted.
+def parse_architecture(spec: str) -> tuple[str, dict[str, Any]]:
+    """Split an architecture spec into its registered name and the options it sets.
 
-    >>> arch_order(["tdnn", "zeta", "lstm"])
-    ['lstm', 'tdnn', 'zeta']
+    ``"<name>"`` is the non-causal model, ``"<name>:causal"`` sets
+    ``lookahead=0`` and ``"<name>:lookahead=<frames>"`` that many frames.
+
+    >>> parse_architecture("tcn:causal"), parse_architecture("lstm:lookahead=5")
+    (('tcn', {'lookahead': 0}), ('lstm', {'lookahead': 5}))
+
+    Raises:
+        ModelConfigError: an unknown model name or a malformed suffix.
     """
-    names = set(names)
-    known = [n for n in MODELS if n in names]
-    return known + sorted(names - set(known))
+    name, sep, variant = str(spec).partition(":")
+    if name not in MODELS:
+        raise ModelConfigError(name, f"unknown model {name!r}; known: {', '.join(MODELS)}")
+    if not sep:
+        return name, {}
+    if variant == "causal":
+        return name, {"lookahead": 0}
+    key, _, frames = variant.partition("=")
+    if key == "lookahead" and frames.isascii() and frames.isdigit():
+        return name, {"lookahead": int(frames)}
+    raise ModelConfigError(
+        spec, f"unknown architecture variant {variant!r}; use '{name}:causal' or '{name}:lookahead=<frames >= 0>'"
+    )
+
+
+def _order_key(spec: str) -> tuple[int, int] | None:
+    # (registry position, lookahead: -1 for None) of a valid spec, else None
+    try:
+        name, options = parse_architecture(spec)
+    except ModelConfigError:
+        return None
+    lookahead = options.get("lookahead")
+    return list(MODELS).index(name), -1 if lookahead is None else lookahead
+
+
+def arch_order(names: Iterable[str]) -> list[str]:
+    """Architecture specs in the registry's order (local to global), then any other names sorted.
+
+    The variants of one architecture follow it, the non-causal model first,
+    then by growing lookahead.
+
+    >>> arch_order(["tdnn", "zeta", "lstm:causal", "lstm", "lstm:lookahead=3"])
+    ['lstm', 'lstm:causal', 'lstm:lookahead=3', 'tdnn', 'zeta']
+    """
+    keys = {n: _order_key(n) for n in set(names)}
+    known = sorted((n for n, k in keys.items() if k is not None), key=lambda n: keys[n])
+    return known + sorted(n for n, k in keys.items() if k is None)
 
 
 def make_config(name: str, **options: Any) -> ModelConfig:
-    """The registered config ``name`` with ``options`` applied.
+    """The registered config ``name`` (or an architecture spec, :func:`parse_architecture`) with ``options`` applied.
 
     Raises:
-        ModelConfigError: unknown name or option, or an invalid value.
+        ModelConfigError: unknown name or option, an invalid value, or a
+            ``lookahead`` option that contradicts the spec's.
     """
-    if name not in MODELS:
-        raise ModelConfigError(name, f"unknown model {name!r}; known: {', '.join(MODELS)}")
+    spec = name
+    name, implied = parse_architecture(spec)
+    for key, value in implied.items():
+        if options.setdefault(key, value) != value:
+            raise ModelConfigError(spec, f"{key}={options[key]!r} contradicts the architecture spec {spec!r}")
     cls = MODELS[name]
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(options) - known)

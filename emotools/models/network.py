@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ..errors import EmotoolsError
-from .blocks import BLOCKS, _Block, _zero_padding, lengths_to_mask
+from .blocks import BLOCKS, _Block, _zero_padding, lengths_to_mask, share_lookahead
 from .config import ModelConfig, make_config
 
 __all__ = ["ModelInputError", "SequenceRegressor", "build", "count_parameters"]
@@ -28,7 +28,8 @@ def build(name: str, n_features: int = 88, n_targets: int = 2, **overrides: Any)
     """Build a registered model with its default config, ``overrides`` applied.
 
     Args:
-        name: a key of :data:`~emotools.models.MODELS` (``"lstm"``, ``"attention"``, ...).
+        name: a key of :data:`~emotools.models.MODELS` (``"lstm"``, ``"attention"``, ...)
+            or an architecture spec (``"tcn:causal"``, ``"lstm:lookahead=5"``).
         n_features: input features per frame.
         n_targets: outputs per frame.
         **overrides: config fields, e.g. ``hidden=32, window=25``.
@@ -45,6 +46,11 @@ class SequenceRegressor(nn.Module):
     With ``config.output == "sigmoid"`` the head's output goes through a
     sigmoid (no parameters, so the weights are those of a linear head).
 
+    With ``config.lookahead`` k (an int), output frame ``t`` depends on input
+    frames ``<= t + k`` only: the budget goes to the blocks local to global,
+    each taking what its causal form can use
+    (:meth:`~emotools.models.blocks._Block.lookahead_capacity`).
+
     Attributes:
         config: the dataclass config it was built from.
         name: the registry name.
@@ -56,8 +62,10 @@ class SequenceRegressor(nn.Module):
         self.name = config.name
         blocks: list[_Block] = []
         d = config.n_features
-        for kind in config.blocks:
-            blocks.append(BLOCKS[kind](d, config))
+        kinds = [BLOCKS[kind] for kind in config.blocks]
+        shares = share_lookahead(config.lookahead, [cls.lookahead_capacity(config) for cls in kinds])
+        for cls, share in zip(kinds, shares):
+            blocks.append(cls(d, config, lookahead=share))
             d = blocks[-1].d_out
         self.blocks = nn.ModuleList(blocks)
         self.head = nn.Linear(d, config.n_targets)
@@ -71,6 +79,20 @@ class SequenceRegressor(nn.Module):
                 return None
             total += block.receptive_field - 1
         return total
+
+    @property
+    def receptive_past(self) -> int | None:
+        """Input frames before an output frame that it depends on (widest); None where unbounded."""
+        return self._sum_support("past")
+
+    @property
+    def receptive_future(self) -> int | None:
+        """Input frames after an output frame that it depends on (widest): at most ``config.lookahead``."""
+        return self._sum_support("future")
+
+    def _sum_support(self, side: str) -> int | None:
+        values = [getattr(block, side) for block in self.blocks]
+        return None if None in values else sum(values)
 
     def receptive_field_seconds(self, rate_hz: float) -> float:
         """:attr:`receptive_field` in seconds at ``rate_hz`` frames per second (``inf`` if unbounded)."""
@@ -116,4 +138,4 @@ class SequenceRegressor(nn.Module):
         return _zero_padding(out, mask)  # (batch, time, n_targets)
 
     def extra_repr(self) -> str:
-        return f"name={self.name!r}, receptive_field={self.receptive_field}, parameters={self.n_parameters}"
+        return f"name={self.config.spec!r}, receptive_field={self.receptive_field}, parameters={self.n_parameters}"
