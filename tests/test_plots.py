@@ -66,6 +66,8 @@ def test_architecture_colours_are_distinct_and_stable() -> None:
                            env=os.environ | {"PYTHONHASHSEED": "random"})
     assert again.stdout.strip() == grey
     assert plots.arch_order(["tdnn", "zeta", "lstm"]) == ["lstm", "tdnn", "zeta"]
+    # a causal variant keeps its family's colour
+    assert plots.arch_color("tcn:causal") == plots.arch_color("tcn:lookahead=5") == plots.ARCH_COLORS["tcn"]
 
 
 # ----------------------------------------------------------- figures from known data

@@ -57,9 +57,14 @@ SERIES_COLORS: dict[str, str] = {
 
 
 def arch_color(name: str) -> str:
-    """The colour of an architecture, stable across figures and runs."""
-    if name in ARCH_COLORS:
-        return ARCH_COLORS[name]
+    """The colour of an architecture, stable across figures and runs.
+
+    A causal variant (``"tcn:causal"``, ``"lstm:lookahead=5"``) has its
+    family's colour: figures tell variants apart by marker or line style.
+    """
+    family = name.partition(":")[0]
+    if family in ARCH_COLORS:
+        return ARCH_COLORS[family]
     shade = 0x40 + (sum(map(ord, name)) * 37) % 0x80
     return f"#{shade:02x}{shade:02x}{shade:02x}"
 
