@@ -507,7 +507,7 @@ def run_all(
     outputs = []
     for i, (nb, params) in enumerate(plan, 1):
         bar = CellProgress(f"[{i}/{len(plan)}] {nb.stem}", enabled=progress)
-        started, start = _utc_now(), time.perf_counter()
+        started, start, load_start = _utc_now(), time.perf_counter(), _load_average()
         status, failed_cell = "failed", None
         handle, name = tempfile.mkstemp(prefix="emotools-stores-", suffix=".txt")
         os.close(handle)  # the stores append to it by name
@@ -532,7 +532,8 @@ def run_all(
                         "seconds": seconds})
             write_text(log_path, json.dumps(log, indent=1, default=str))
             update_manifest(nb.stem, run, {
-                "started": started, "seconds": seconds, "status": status, "failed_cell": failed_cell,
+                "started": started, "seconds": seconds, "load_average": {"start": load_start, "end": _load_average()},
+                "status": status, "failed_cell": failed_cell,
                 "smoke": smoke, "parameters": _as_executed(nb, params), "feature_stores": _stores_opened(store_log),
             })
             store_log.unlink(missing_ok=True)
@@ -581,6 +582,14 @@ def git_state(root: str | os.PathLike = paths.PROJECT_ROOT) -> dict[str, Any]:
     if head.returncode or status.returncode:
         return {"revision": None, "dirty": None}
     return {"revision": head.stdout.strip(), "dirty": bool(status.stdout.strip())}
+
+
+def _load_average() -> list[float]:
+    """The machine's 1-, 5- and 15-minute load averages: a wall time means little without them ([] where unknown)."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return []
 
 
 def machine_facts() -> dict[str, Any]:

@@ -59,6 +59,8 @@ def test_manifest_records_the_run_and_merges_runs_of_single_notebooks(tmp_path: 
     assert entry["parameters"] == {k: p.default for k, p in declared.items()} | preset | {"seed": 3}
     assert entry["status"] == "ok" and entry["failed_cell"] is None and entry["smoke"] is True
     assert entry["seconds"] > 0 and entry["feature_stores"] == []
+    load = entry["load_average"]  # 1-, 5- and 15-minute load averages beside the wall time
+    assert len(load["start"]) == len(load["end"]) == 3 and min(load["start"] + load["end"]) >= 0
     run = first["runs"][entry["run"]]
     assert run["command"] == {"only": ["00_metrics"], "smoke": True, "parameters": {"seed": "3"}, "folder": None}
     assert run["packages"]["python"] == platform.python_version()
