@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "samples": ("emotools.samples", "render tiny LibriSpeech / VoxCeleb1 / VoxCeleb2 samples in their real layouts"),
     "extract": ("emotools.features", "extract openSMILE features of a corpus into a feature store"),
     "predict": ("emotools.predict", "predict arousal and valence over time for audio files"),
+    "export": ("emotools.export", "export a predictor's models to ONNX (run them with predict --onnx)"),
     "original": ("emotools.original", "run the original project's protocol on a corpus, beside its published numbers"),
     "docs": ("emotools.docs", "fill the numbers in README.md and docs/ from the committed results files"),
 }

@@ -42,8 +42,8 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -193,23 +193,40 @@ def model_overlap(trained: training.TrainedModel) -> tuple[int, int]:
     return overlap, align
 
 
-def predict_blocks(trained: training.TrainedModel, feats: FileFeatures, *, block_s: float = BLOCK_S) -> np.ndarray:
-    """Pass 2: ``(frames, targets)`` predictions, the model run over overlapping blocks of frames."""
+Runner = Callable[[np.ndarray], np.ndarray]
+"""Runs a model on a ``(1, time, features)`` float32 block: ``(1, time, targets)`` (torch or an ONNX graph)."""
+
+
+def _torch_runner(trained: training.TrainedModel) -> Runner:
     import torch
 
+    device = next(trained.model.parameters()).device
+    trained.model.eval()
+
+    def run(x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return trained.model(torch.from_numpy(x).to(device)).float().cpu().numpy()
+
+    return run
+
+
+def predict_blocks(trained: training.TrainedModel, feats: FileFeatures, *, block_s: float = BLOCK_S,
+                   run: Runner | None = None) -> np.ndarray:
+    """Pass 2: ``(frames, targets)`` predictions, the model run over overlapping blocks of frames.
+
+    ``run`` runs the model instead of its torch module (an exported ONNX graph: :mod:`emotools.export`).
+    """
+    run = run or _torch_runner(trained)
     mean, std = _normalization(trained, feats)
     overlap, align = model_overlap(trained)
     T = len(feats.x)
     step = T if not math.isfinite(block_s) else max(align, round(block_s * trained.rate_hz) // align * align)
-    device = next(trained.model.parameters()).device
     out = np.empty((T, len(trained.targets)), np.float32)
-    trained.model.eval()
     for s in range(0, T, step):
         e = min(T, s + step)
         a, b = max(0, s - overlap) // align * align, min(T, e + overlap)
-        x = torch.from_numpy((np.asarray(feats.x[a:b]) - mean) / std)[None].to(device)  # (1, time, features)
-        with torch.inference_mode():
-            out[s:e] = trained.model(x)[0, s - a : e - a].float().cpu().numpy()
+        x = ((np.asarray(feats.x[a:b]) - mean) / std)[None]  # (1, time, features)
+        out[s:e] = run(x)[0, s - a : e - a]
     return out
 
 
@@ -224,6 +241,7 @@ class Predictor:
     models: dict[str, training.TrainedModel]  # "arousal+valence" or "arousal", "valence" -> model
     postprocessor: PostProcessor | None
     info: dict[str, Any]
+    runners: dict[str, Runner] = field(default_factory=dict)  # group -> runs it instead of torch (ONNX)
 
     @property
     def targets(self) -> tuple[str, ...]:
@@ -249,7 +267,8 @@ class Predictor:
         """
         with tempfile.TemporaryDirectory(prefix="emotools-predict-") as folder:
             feats = file_features(chunks, sr, self.spec, folder, block_s=block_s, name=name)
-            pred = np.concatenate([predict_blocks(m, feats, block_s=block_s) for m in self.models.values()], axis=1)
+            pred = np.concatenate([predict_blocks(m, feats, block_s=block_s, run=self.runners.get(g))
+                                   for g, m in self.models.items()], axis=1)
             time, seconds = feats.time, feats.seconds
             del feats  # the memory map, before its folder goes
         if self.postprocessor is not None:
@@ -261,7 +280,8 @@ class Predictor:
             "file": name, "seconds": seconds, "frames": len(frame), "rate_hz": self.spec.rate_hz,
             "targets": list(self.targets), "normalization": self.normalization_note(),
             "postprocess": self.postprocessor is not None, "label_range": list(LABEL_RANGE),
-            "clipped_frames": clipped, "block_s": block_s, "audio_context_s": AUDIO_CONTEXT_S,
+            "clipped_frames": clipped, "block_s": block_s,
+            "engine": "onnxruntime" if self.runners else "torch", "audio_context_s": AUDIO_CONTEXT_S,
             "model_overlap_frames": {g: model_overlap(m)[0] for g, m in self.models.items()},
             "predictor": self.info,
         }
@@ -428,23 +448,40 @@ def _writable(out: Path) -> str | None:
 
 
 def cli(argv: Sequence[str]) -> int:
-    """``python -m emotools predict AUDIO... --checkpoint DIR [--out DIR] [--block-s S]``."""
+    """``python -m emotools predict AUDIO... --checkpoint DIR [--out DIR] [--block-s S] [--onnx]``;
+    ``--stream FILE|- [--realtime]``: :func:`emotools.stream.cli`."""
     from .progress import tqdm
 
     parser = argparse.ArgumentParser(prog="python -m emotools predict",
                                      description="Arousal and valence over time for audio files (CSV + PNG per file).")
-    parser.add_argument("audio", nargs="+", help="audio files (WAV, FLAC, OGG, m4a)")
+    parser.add_argument("audio", nargs="+", help="audio files (WAV, FLAC, OGG, m4a); with --stream one file, or - "
+                        "for raw s16le mono 16 kHz PCM on stdin")
     parser.add_argument("--checkpoint", required=True, help="predictor folder written by a notebook")
-    parser.add_argument("--out", default="predictions", help="output folder (default: ./predictions)")
+    parser.add_argument("--out", help="output folder (default: ./predictions); with --stream a CSV file, or - for "
+                        "stdout (the default)")
+    parser.add_argument("--stream", action="store_true",
+                        help="stream one input through a causal predictor: one CSV row per frame as soon as it is "
+                             "known, with its latency (see emotools.stream)")
+    parser.add_argument("--realtime", action="store_true", help="with --stream: push the audio at real-time pace")
     parser.add_argument("--block-s", type=float, default=BLOCK_S,
                         help=f"seconds of audio processed at a time (bounds memory; default {BLOCK_S:g})")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    parser.add_argument("--onnx", action="store_true",
+                        help="run the models' ONNX graphs with onnxruntime (written into the predictor folder by "
+                             "`python -m emotools export --onnx`)")
     args = parser.parse_args(argv)
+    if args.stream or args.realtime:
+        return _stream_cli(args)
+    args.out = args.out or "predictions"
     if not args.block_s > 0:
         print(f"error: --block-s must be > 0, got {args.block_s}", file=sys.stderr)
         return 2
     try:
         predictor = load_predictor(args.checkpoint)
+        if args.onnx:
+            from .export import use_onnx
+
+            use_onnx(predictor, args.checkpoint)
     except PredictorError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -475,3 +512,16 @@ def cli(argv: Sequence[str]) -> int:
         print(f"{len(failures)} of {len(files)} file(s) failed; see {out / (FAILURES + '.csv')}", file=sys.stderr)
         return 1
     return 0
+
+
+def _stream_cli(args: argparse.Namespace) -> int:
+    """``predict --stream``: checks the options that do not combine, then :func:`emotools.stream.cli`."""
+    from . import stream
+
+    problem = ("--realtime needs --stream" if not args.stream else
+               f"--stream takes one input, got {len(args.audio)}" if len(args.audio) != 1 else
+               "--stream runs the torch models; --onnx does not apply" if args.onnx else None)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    return stream.cli(args.audio[0], args.checkpoint, args.out or "-", realtime=args.realtime)

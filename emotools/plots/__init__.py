@@ -8,7 +8,8 @@ every figure.
 
 - :mod:`.style`: backend choice, colours, ``set_style``, ``savefig``;
 - :mod:`.standard`: learning curves, trajectories, metric bars (every notebook);
-- :mod:`.study`: the long-context study's and the poster's panels.
+- :mod:`.study`: the long-context study's and the poster's panels;
+- :mod:`.realtime`: the real-time study's figures (CCC against lookahead, a live session).
 """
 
 # isort: skip_file
@@ -43,4 +44,4 @@ from .study import (
     plot_poster_overview,
     plot_trajectory_panels,
 )
-
+from .realtime import draw_lookahead_curve, plot_live_session, plot_lookahead_curves
