@@ -17,10 +17,10 @@ Long files are processed in bounded blocks, so memory does not grow with
 the length (about ``block_s`` seconds of audio and of model input at a time):
 
 - audio is decoded in blocks (:func:`emotools.audio.iter_audio`);
-- features are extracted per block of ``block_s`` seconds of window starts,
-  with :data:`AUDIO_CONTEXT_S` of audio on each side (0.5 s already gives
-  features identical to a whole-file pass), spilled to a temporary file, and
-  the file's mean and variance are accumulated on the way (pass 1);
+- features come from one running openSMILE instance fed block by block
+  (:class:`emotools.features.StreamingExtractor`: ring buffers, and rows
+  identical to a whole-file pass), spilled to a temporary file, and the
+  file's mean and variance are accumulated on the way (pass 1);
 - the model runs per block of ``block_s`` seconds of frames with its
   receptive field as overlap on each side (block starts aligned to the
   down-sampling factor of ``dsus``), so bounded models give the whole-file
@@ -53,7 +53,7 @@ import pandas as pd
 from . import training
 from .audio import SAMPLE_RATE, iter_audio
 from .errors import EmotoolsError
-from .features import FeatureSpec, Level, extract_signal, feature_names
+from .features import FeatureSpec, Level, StreamingExtractor, extract_signal, feature_names
 from .fileio import write_text
 from .postprocess import PostProcessor
 from .sequences import Normalization
@@ -61,8 +61,6 @@ from .sequences import Normalization
 PREDICTOR_FILE = "predictor.json"
 BLOCK_S: float = 600.0
 """Seconds of audio (and of model input) processed at a time."""
-AUDIO_CONTEXT_S: float = 1.0
-"""Audio on each side of a feature block: openSMILE's smoothing needs under 0.5 s."""
 UNBOUNDED_OVERLAP_S: float = 60.0
 """Context on each side of a model block for models without a bounded receptive field (LSTMs)."""
 LABEL_RANGE: tuple[float, float] = (-1.0, 1.0)
@@ -108,42 +106,24 @@ class _Moments:
         self.n = total
 
 
-def _feature_blocks(chunks: Iterable[np.ndarray], sr: int, spec: FeatureSpec, block_s: float,
-                    name: str) -> Iterator[pd.DataFrame]:
+def _feature_rows(chunks: Iterable[np.ndarray], sr: int, spec: FeatureSpec, block_s: float,
+                  name: str) -> Iterator[pd.DataFrame]:
     """Feature frames of a signal that arrives in chunks, equal to :func:`extract_signal` on the whole.
 
-    Block ``k`` holds the frames starting in ``[k B, (k + 1) B)`` and is
-    extracted from the audio ``[k B - context, (k + 1) B + window + context]``.
-    Non-windowed specs are extracted whole.
+    Windowed features come from one running openSMILE instance fed chunk by
+    chunk (:class:`~emotools.features.StreamingExtractor`, ring buffers:
+    memory does not grow with the file), so they are the whole-file pass's
+    rows exactly, whatever the chunking. Other levels, and ``block_s``
+    infinite, are extracted from the whole signal.
     """
-    windowed = spec.level is Level.windowed and math.isfinite(block_s)
-    hop, win = round(spec.hop * sr), round(spec.window * sr)
-    ctx = round(AUDIO_CONTEXT_S / spec.hop) * hop  # on the hop grid
-    block = max(1, round(block_s / spec.hop)) * hop if windowed else None
-    buffer, start, k = np.zeros(0, np.float32), 0, 0  # start: sample index of buffer[0]
-
-    def extract(k: int, end: int) -> pd.DataFrame:
-        lo = max(0, k * block - ctx) if block else 0
-        frame = extract_signal(buffer[lo - start : end - start], sr, spec, path=name)
-        if not block:
-            return frame
-        first = np.round(frame["start"].to_numpy() * sr).astype(np.int64) + lo
-        frame = frame[(first >= k * block) & (first < (k + 1) * block)].copy()
-        frame["start"] = np.round(frame["start"] + lo / sr, 6)
-        frame["end"] = np.round(frame["end"] + lo / sr, 6)
-        return frame
-
-    for chunk in chunks:
-        buffer = np.concatenate([buffer, chunk])
-        while block and start + len(buffer) >= (k + 1) * block + win + ctx:
-            yield extract(k, (k + 1) * block + win + ctx)
-            k += 1
-            drop = max(0, k * block - ctx) - start
-            buffer, start = buffer[drop:], start + drop
-    total = start + len(buffer)
-    while k == 0 or (block and k * block + win <= total):
-        yield extract(k, min(total, (k + 1) * block + win + ctx) if block else total)
-        k += 1
+    if spec.level is Level.windowed and math.isfinite(block_s):
+        with StreamingExtractor(spec, sr, name=name) as extractor:
+            for chunk in chunks:
+                yield extractor.push(np.asarray(chunk, np.float32))
+            yield extractor.close()
+        return
+    yield extract_signal(np.concatenate([np.asarray(c, np.float32) for c in chunks] or [np.zeros(0, np.float32)]),
+                         sr, spec, path=name)
 
 
 def file_features(chunks: Iterable[np.ndarray], sr: int, spec: FeatureSpec, folder: str | os.PathLike, *,
@@ -159,7 +139,7 @@ def file_features(chunks: Iterable[np.ndarray], sr: int, spec: FeatureSpec, fold
             yield chunk
 
     with open(path, "wb") as sink:
-        for frame in _feature_blocks(counted(chunks), sr, spec, block_s, name):
+        for frame in _feature_rows(counted(chunks), sr, spec, block_s, name):
             x = frame.iloc[:, 2:].to_numpy(np.float32)
             if len(x):
                 sink.write(x.tobytes())
@@ -281,7 +261,7 @@ class Predictor:
             "targets": list(self.targets), "normalization": self.normalization_note(),
             "postprocess": self.postprocessor is not None, "label_range": list(LABEL_RANGE),
             "clipped_frames": clipped, "block_s": block_s,
-            "engine": "onnxruntime" if self.runners else "torch", "audio_context_s": AUDIO_CONTEXT_S,
+            "engine": "onnxruntime" if self.runners else "torch", "features": "streamed (one openSMILE instance)",
             "model_overlap_frames": {g: model_overlap(m)[0] for g, m in self.models.items()},
             "predictor": self.info,
         }
