@@ -54,6 +54,7 @@ from . import training
 from .audio import SAMPLE_RATE, iter_audio
 from .errors import EmotoolsError
 from .features import FeatureSpec, Level, StreamingExtractor, extract_signal, feature_names
+from .features.smile import too_short
 from .fileio import write_text
 from .postprocess import PostProcessor
 from .sequences import Normalization
@@ -117,10 +118,16 @@ def _feature_rows(chunks: Iterable[np.ndarray], sr: int, spec: FeatureSpec, bloc
     infinite, are extracted from the whole signal.
     """
     if spec.level is Level.windowed and math.isfinite(block_s):
+        rows = 0
         with StreamingExtractor(spec, sr, name=name) as extractor:
             for chunk in chunks:
-                yield extractor.push(np.asarray(chunk, np.float32))
-            yield extractor.close()
+                frame = extractor.push(np.asarray(chunk, np.float32))
+                rows += len(frame)
+                yield frame
+            frame = extractor.close()
+            if not rows + len(frame):
+                raise too_short(name, spec, extractor.seconds)
+            yield frame
         return
     yield extract_signal(np.concatenate([np.asarray(c, np.float32) for c in chunks] or [np.zeros(0, np.float32)]),
                          sr, spec, path=name)

@@ -293,6 +293,12 @@ def _run(smile: opensmile.Smile, pcm: np.ndarray, sr: int) -> pd.DataFrame | Non
     return out
 
 
+def too_short(where: str, spec: FeatureSpec, duration: float) -> FeatureError:
+    """The error for audio that gave no feature frame (one wording wherever features are extracted)."""
+    need = f"the {spec.window:g} s window" if spec.level is Level.windowed else "one openSMILE frame"
+    return FeatureError(where, f"too short for {need}: {duration:.3f} s of audio gave no frame")
+
+
 def extract_signal(
     signal: np.ndarray, sr: int, spec: FeatureSpec = FeatureSpec(), *, path: str | os.PathLike | None = None
 ) -> pd.DataFrame:
@@ -331,8 +337,7 @@ def extract_signal(
         raise FeatureError(where, f"openSMILE failed: {error}") from None
     duration = x.size / sr
     if out is None:
-        need = f"the {spec.window:g} s window" if spec.level is Level.windowed else "one openSMILE frame"
-        raise FeatureError(where, f"too short for {need}: {duration:.3f} s of audio gave no frame")
+        raise too_short(where, spec, duration)
     start = np.round(out.index.get_level_values("start").total_seconds().to_numpy(), 6)
     if spec.level is Level.functionals:
         start, end = np.zeros(1), np.array([duration])
