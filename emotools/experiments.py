@@ -213,15 +213,9 @@ def _cost_rank(architecture: str) -> int:
 
 def _train_cell_job(args: tuple) -> Cell:
     """Train, score and save one cell on one CPU thread (the unit of parallel work)."""
-    import torch
-
     arch, mode, seed, splits, targets, folder, fit_options, use_postprocess, device = args
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small models: one thread each, cells in parallel
-    try:
+    with parallel.torch_threads(1):  # small models: one thread each, cells in parallel
         cell = _train_cell(arch, mode, seed, splits, targets, folder, fit_options, use_postprocess, False, device)
-    finally:
-        torch.set_num_threads(threads)
     _save_cell(folder, cell)
     return cell
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
-__all__ = ["process_pool", "run_each"]
+__all__ = ["process_pool", "run_each", "torch_threads"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -62,3 +63,20 @@ def run_each(fn: Callable[[T], R], tasks: Sequence[T], *, jobs: int = 1
             if error is not None and not isinstance(error, Exception):
                 raise error
             yield futures[future], (None if error is not None else future.result()), error
+
+
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """torch's intra-op threads set to ``threads`` inside the block, restored after.
+
+    Small models in parallel workers, streaming and one-core measurements run
+    on one thread: on tiny tensors more threads only add synchronisation.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

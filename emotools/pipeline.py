@@ -31,7 +31,7 @@ import pandas as pd
 from . import corpora, experiments, labels, original, paths, predict, samples, sequences, stats, synth
 from .corpora.sessions import chain_sessions, write_sessions
 from .experiments import GridResult
-from .features import FeatureError, FeatureSpec, FeatureStore, extract
+from .features import FeatureError, FeatureSpec, FeatureStore, extract, feature_names
 from .features.external import from_arrays
 from .labels import LabelError, LabelProtocol
 from .training import FitOptions
@@ -260,7 +260,7 @@ def run_original_protocol(table: pd.DataFrame, *, work: str | os.PathLike, name:
         raise original.OriginalError(name, f"{len(names)} utterance(s) with features: the protocol needs at least 2")
     X = np.stack([store.load(u).iloc[0, 2:].to_numpy(np.float64) for u in names])
     values = dict(zip(original.ORIGINAL_TARGETS, np.array([drawn[u] for u in names]).T))
-    records = from_arrays(X, values, ids=names, feature_names=store.load(names[0]).columns[2:],
+    records = from_arrays(X, values, ids=names, feature_names=feature_names(spec),
                           speakers=kept["speaker"].astype(str).tolist())
     held_out = ["test" if s == "test" else "train" for s in kept["split"].astype(str)]
     runs = {}

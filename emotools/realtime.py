@@ -27,7 +27,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -43,6 +43,7 @@ from .features import FeatureSpec, StreamingExtractor, max_lookahead
 from .models import SequenceRegressor, StreamingModel, build, parse_architecture
 from .models.config import ModelConfigError
 from .models.streaming import _WindowStage
+from .parallel import torch_threads
 from .sequences import Normalization, Normalizer
 
 __all__ = ["RealtimeError", "OFFLINE", "lookahead_spec", "lookahead_plan", "lookahead_curve", "causality_costs",
@@ -350,15 +351,9 @@ class Session:
         return self.emitted_at[name] - self.time
 
 
-@contextmanager
-def one_thread() -> Iterator[None]:
+def one_thread() -> AbstractContextManager[None]:
     """torch on one thread inside the block (restored after): a one-core measurement."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+    return torch_threads(1)
 
 
 @contextmanager

@@ -494,14 +494,10 @@ def cli(source: str, checkpoint: str | os.PathLike, out: str, *, realtime: bool 
     cannot stream, a bad file or bad PCM; rows written before stay written).
     Torch runs on :data:`STREAM_THREADS` threads meanwhile.
     """
-    import torch
+    from .parallel import torch_threads
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(STREAM_THREADS)
-    try:
+    with torch_threads(STREAM_THREADS):
         return _cli(source, checkpoint, out, realtime=realtime)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _cli(source: str, checkpoint: str | os.PathLike, out: str, *, realtime: bool) -> int:

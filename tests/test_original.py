@@ -193,7 +193,10 @@ def test_run_original_caches_its_cells_in_run_dir(tmp_path):
     assert cells == ["tdnn-separate-seed0"]  # one cell: both targets, one model each, no dev
     history = pd.read_csv(next(tmp_path.glob("*/*/history.csv")))
     assert sorted(set(history["group"])) == ["arousal", "valence"] and "dev_ccc" not in history
+    finished = next(tmp_path.glob("*/*/cell.json"))
+    written = finished.stat().st_mtime_ns
     again = run_original(X, architectures=["tdnn"], options=options, n_resamples=50, run_dir=tmp_path, jobs=1)
+    assert finished.stat().st_mtime_ns == written  # served from the cache, not trained again
     assert again.drop(columns="reading").equals(first.drop(columns="reading"))
 
 
