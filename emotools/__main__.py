@@ -21,11 +21,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("emotools.export", "export a predictor's models to ONNX (run them with predict --onnx)"),
     "original": ("emotools.original", "run the original project's protocol on a corpus, beside its published numbers"),
     "docs": ("emotools.docs", "fill the numbers in README.md and docs/ from the committed results files"),
+    "report": ("emotools.report", "rebuild results/report/index.html: notebooks, tables, figures, run log, manifest"),
 }
 
 
 def _run(argv: Sequence[str]) -> int:
-    from . import notebooks, paths
+    from . import notebooks, paths, report
     from .errors import EmotoolsError
 
     parser = argparse.ArgumentParser(
@@ -56,15 +57,19 @@ def _run(argv: Sequence[str]) -> int:
                                     from_text=True, folder=args.folder, progress=not args.no_progress)
     except notebooks.NotebookInterrupted as error:
         print(error, file=sys.stderr)
+        report.after_run()  # what finished before the interruption, readable
         return 130
     except KeyboardInterrupt:
         print("interrupted before any notebook started", file=sys.stderr)
         return 130
     except EmotoolsError as error:
         print(f"error: {error}", file=sys.stderr)
+        if getattr(error, "cell", None) is not None:  # a notebook failed in a cell: the report shows which
+            report.after_run()
         return 1
     for out in outputs:
         print(f"executed {paths.shown(out)}")
+    report.after_run()
     return 0
 
 
