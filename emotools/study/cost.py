@@ -19,6 +19,7 @@ peak memory against recording length plus training time per epoch.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import json
 import os
@@ -71,13 +72,16 @@ def peak_memory(fn: Callable[[], Any]) -> tuple[Any, dict[str, float | str]]:
     temporaries, allocator slack. Where the reset is unavailable the
     fallback is the growth of ``ru_maxrss`` (a lower bound if the process
     had peaked higher before). torch's CPU allocations go through malloc,
-    which ``tracemalloc`` cannot see, so it is not used.
+    which ``tracemalloc`` cannot see, so it is not used. Garbage is collected
+    first: a collection during the call would free earlier objects, lower
+    the resident set under the reset mark and hide the call's own peak.
 
     Returns:
         ``(fn's result, {"seconds", "cpu_seconds", "peak_bytes", "peak_rss_bytes",
         "memory_method"})``; ``peak_rss_bytes`` is the process' absolute
         peak resident set after the call (runtime, weights and input included).
     """
+    gc.collect()
     exact = _reset_peak()
     before = (_proc_status_kib("VmRSS") if exact else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) or 0
     t0, c0 = time.perf_counter(), time.process_time()
