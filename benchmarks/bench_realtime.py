@@ -3,9 +3,9 @@
 Speech of the built-in smoke corpus (repeated to ``--seconds``) is pushed in
 chunks through one streaming openSMILE (:class:`emotools.features.StreamingExtractor`)
 and, per family, its causal model (lookahead 0) streamed in torch
-(:class:`emotools.models.StreamingModel`) and as its exported ONNX graph
-(:class:`emotools.realtime.OnnxStream`; not for LSTM families, whose graph has
-no recurrent state in and out). The process is pinned to one core, torch and
+(:class:`emotools.models.StreamingModel`) and as its exported ONNX streaming-step graph
+(:class:`emotools.realtime.OnnxStream`: state in, state out; not for dsus,
+which has no step graph yet). The process is pinned to one core, torch and
 onnxruntime use one thread. Weights are random: the cost does not depend on
 them. Each chunk size is run ``--repeats`` times; per model the fastest run
 counts (least disturbed by other work). RTF = (features + model seconds) /
@@ -64,10 +64,11 @@ def pin_one_core() -> int:
 
 
 def build_models(families: list[str], folder: Path) -> dict[str, tuple]:
-    """``{spec: (model, onnx path or None)}``: each family's causal model (random weights), exported where possible."""
+    """``{spec: (model, step graph path or None)}``: each family's causal model (random weights), its streaming-step
+    graph exported where the family has one (not dsus: :data:`emotools.export.NO_STEP`)."""
     import torch
 
-    from emotools.export import export_model
+    from emotools.export import OnnxError, export_step, step_model
     from emotools.models import build
 
     out = {}
@@ -75,8 +76,12 @@ def build_models(families: list[str], folder: Path) -> dict[str, tuple]:
         spec = f"{family}:causal"
         torch.manual_seed(0)
         model = build(spec, n_features=88, n_targets=2).eval()
-        path = export_model(model, folder / f"{family}.onnx") if model.receptive_past is not None else None
-        out[spec] = (model, path)
+        try:
+            step_model(model)
+        except OnnxError:
+            out[spec] = (model, None)
+            continue
+        out[spec] = (model, export_step(model, folder / f"{family}.step.onnx"))
     return out
 
 
@@ -89,7 +94,7 @@ def live_models(built: dict[str, tuple]) -> list:
     for spec, (model, path) in built.items():
         out.append(realtime.LiveModel(f"{spec} · torch", StreamingModel(model), None, spec, "torch"))
         if path is not None:
-            out.append(realtime.LiveModel(f"{spec} · onnx", realtime.OnnxStream(realtime.onnx_runner(path), model),
+            out.append(realtime.LiveModel(f"{spec} · onnx", realtime.OnnxStream(realtime.onnx_runner(path)),
                                           None, spec, "onnx"))
     return out
 

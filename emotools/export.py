@@ -21,8 +21,18 @@ example input is chosen to take the branch that is right for every length
 inputs too), and ``dsus`` graphs pad the time axis to a multiple of
 ``2**levels`` inside the graph (padding never changes a valid frame).
 Every export is checked against torch on padded batches of other lengths
-before it is written (:data:`TOLERANCE`). Streaming-step graphs (state in,
-state out) are not exported yet.
+before it is written (:data:`TOLERANCE`).
+
+Streaming-step graphs: beside each causal model's graph, ``<name>.step.onnx``
+(:func:`export_step`), the model's :class:`~emotools.models.StepModel`: it
+takes ``x`` float32 ``(1, time, features)`` (the new frames, any number),
+``t`` and ``end`` int64 ``(1,)`` (frames received before; the stream's
+length where known) and the state tensors (fixed shapes: caches of the last
+frames per convolution / time-delay / attention layer, LSTM ``(h, c)``), and
+returns ``y`` ``(1, time, targets)``, ``t_next`` and each state's ``<name>_next``.
+:class:`StepStream` runs it as :class:`~emotools.models.StreamingModel`
+streams (``predict --stream --onnx``). Models without one (non-causal,
+global attention, ``dsus``: :data:`NO_STEP`) are named in the record.
 """
 
 from __future__ import annotations
@@ -33,7 +43,7 @@ import json
 import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +54,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .fileio import write_text
-from .models import SequenceRegressor
+from .models import ModelConfigError, SequenceRegressor, StepModel
 from .predict import PREDICTOR_FILE, Predictor, PredictorError, load_predictor
 
 EXPORT_FILE = "onnx.json"
@@ -56,6 +66,17 @@ OUTPUTS = ("y",)
 TOLERANCE = 1e-4
 """Largest absolute difference from torch an export may show on its check inputs."""
 MIN_EXAMPLE_FRAMES = 64
+STEP_INPUTS = ("x", "t", "end")
+STEP_OUTPUTS = ("y", "t_next")
+STEP_SUFFIX = ".step.onnx"
+UNKNOWN_END = 2**62
+"""``end`` while the stream's length is unknown."""
+NO_STEP = {
+    "non-causal models (lookahead None)": "a bidirectional LSTM or centred context needs the whole sequence",
+    "global attention (window None)": "its past is unbounded",
+    "dsus": "pooling by pairs from the start of the stream: no fixed-state step form yet",
+}
+"""What has no streaming-step graph, and why (written into the export record)."""
 
 
 class OnnxError(PredictorError):
@@ -129,35 +150,123 @@ def export_model(model: SequenceRegressor, path: str | os.PathLike, *, subject: 
     """
     import copy
 
-    path = Path(path)
-    subject = subject or str(path)
     model = copy.deepcopy(model).cpu().eval()
-    wrapper = _Traceable(model).eval()
     T = _example_frames(model)
     x = torch.randn(2, T, model.config.n_features)
     lengths = torch.tensor([T, T - T // 4])
     dynamic = {"x": {0: "batch", 1: "time"}, "lengths": {0: "batch"}, "y": {0: "batch", 1: "time"}}
+
+    def check(path: Path) -> float:
+        runner = OnnxModel.load(path, subject=subject)
+        return max(float(np.abs(runner(x, ls) - torch_forward(model, x, ls)).max())
+                   for x, ls in _check_inputs(model.config.n_features, T))
+
+    return _export_checked(_Traceable(model).eval(), (x, lengths), path, (INPUTS, OUTPUTS), dynamic, check,
+                           subject=subject or str(path), name=model.name)
+
+
+def step_model(model: SequenceRegressor, *, subject: str = "") -> StepModel:
+    """The fixed-state streaming form of ``model`` (a CPU copy, eval mode).
+
+    Raises:
+        OnnxError: a model without one (:data:`NO_STEP`), the reason in one line.
+    """
+    import copy
+
+    try:
+        return StepModel(copy.deepcopy(model).cpu().eval())
+    except ModelConfigError as error:
+        raise OnnxError(subject or model.config.spec, f"{model.config.spec} has no streaming-step graph: "
+                        f"{error.reason}") from None
+
+
+def _check_stream(n_features: int, delay: int, seed: int = 0) -> tuple[np.ndarray, list[int]]:
+    """A stream (frames, chunk sizes) that every step export is checked on: single frames, chunks longer than
+    any cache, empty pushes."""
+    frames = 3 * delay + 2 * MIN_EXAMPLE_FRAMES + 5
+    x = np.random.default_rng(seed).standard_normal((frames, n_features)).astype(np.float32)
+    return x, [1, 3, 0, 17, 2, MIN_EXAMPLE_FRAMES + 9, 1, 5]
+
+
+def stream_through(stream: Any, x: np.ndarray, sizes: Sequence[int]) -> np.ndarray:
+    """Push ``x`` ``(time, features)`` into ``stream`` in chunks of ``sizes`` (cycled), flush: the outputs."""
+    out, i, k = [], 0, 0
+    while i < len(x):
+        n = sizes[k % len(sizes)]
+        out.append(stream.push(x[i : i + n]))
+        i, k = i + n, k + 1
+    return np.concatenate([*out, stream.flush()])
+
+
+def export_step(model: SequenceRegressor, path: str | os.PathLike, *, subject: str = "") -> Path:
+    """Export a causal model's :class:`~emotools.models.StepModel` to ``path``; check it streamed against torch.
+
+    The graph's properties hold ``delay_frames`` and ``warmup_frames`` (what
+    :class:`StepStream` needs). The check streams a random sequence in chunks
+    of varied sizes through onnxruntime and compares it with the offline
+    forward pass.
+
+    Raises:
+        OnnxError: a model without a step form, an exporter failure, or a
+            streamed output that differs from torch by more than :data:`TOLERANCE`.
+    """
+    subject = subject or str(path)
+    step = step_model(model, subject=subject)
+    n_features = step.model.config.n_features
+    state = step.initial_state()
+    x = torch.randn(1, 5, n_features)
+    args = (x, torch.tensor([0]), torch.tensor([UNKNOWN_END]), *state)
+    names = ([*STEP_INPUTS, *(s.name for s in step.specs)], [*STEP_OUTPUTS, *(f"{s.name}_next" for s in step.specs)])
+    metadata = {"emotools.delay_frames": str(step.delay_frames),
+                "emotools.warmup_frames": json.dumps(list(step.warmup_frames))}
+
+    def check(path: Path) -> float:
+        frames, sizes = _check_stream(n_features, step.delay_frames)
+        streamed = stream_through(StepStream(StepGraph.load(path, subject=subject)), frames, sizes)
+        return float(np.abs(streamed - torch_forward(step.model, frames[None], np.array([len(frames)]))[0]).max())
+
+    return _export_checked(step, args, path, names, {"x": {1: "time"}, "y": {1: "time"}}, check,
+                           subject=subject, name=step.model.name, metadata=metadata)
+
+
+def step_record(step: StepModel) -> dict[str, Any]:
+    """What the export record says of a step graph: its state tensors, delay and warm-up splits."""
+    return {"state": [{"name": s.name, "shape": list(s.shape), "what": s.what} for s in step.specs],
+            "delay_frames": step.delay_frames, "warmup_frames": list(step.warmup_frames)}
+
+
+def _export_checked(module: nn.Module, args: tuple[torch.Tensor, ...], path: str | os.PathLike,
+                    names: tuple[Sequence[str], Sequence[str]], dynamic: dict[str, dict[int, str]],
+                    check: Callable[[Path], float], *, subject: str, name: str,
+                    metadata: dict[str, str] | None = None) -> Path:
+    """Trace ``module`` to ``path`` (``metadata`` into the model's properties); keep it if ``check`` (the
+    largest difference from torch) is within :data:`TOLERANCE`, else remove it and raise :class:`OnnxError`."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer warnings about the frozen shape branches, by design
-            torch.onnx.export(wrapper, (x, lengths), str(path), dynamo=False, opset_version=OPSET,
-                              input_names=list(INPUTS), output_names=list(OUTPUTS), dynamic_axes=dynamic)
+            torch.onnx.export(module, args, str(path), dynamo=False, opset_version=OPSET, input_names=list(names[0]),
+                              output_names=list(names[1]), dynamic_axes=dynamic)
+        if metadata:
+            import onnx
+
+            graph = onnx.load(str(path))
+            for key, value in metadata.items():
+                graph.metadata_props.add(key=key, value=value)
+            onnx.save(graph, str(path))
     except Exception as error:
         path.unlink(missing_ok=True)
-        raise OnnxError(subject, f"architecture {model.name!r} cannot be exported to ONNX "
-                        f"({_first_line(error)})") from None
+        raise OnnxError(subject, f"architecture {name!r} cannot be exported to ONNX ({_first_line(error)})") from None
     try:
-        runner = OnnxModel.load(path, subject=subject)
-        worst = max(float(np.abs(runner(x, ls) - torch_forward(model, x, ls)).max())
-                    for x, ls in _check_inputs(model.config.n_features, T))
+        worst = check(path)
     except Exception as error:  # onnxruntime's own errors on a graph that cannot run other lengths
         worst, why = np.inf, f"fails on other lengths: {_first_line(error)}"
     else:
         why = f"differs from torch by {worst:.3g} (> {TOLERANCE:g})"
     if not worst <= TOLERANCE:
         path.unlink(missing_ok=True)
-        raise OnnxError(subject, f"the ONNX graph of {model.name!r} {why}; not written")
+        raise OnnxError(subject, f"the ONNX graph of {name!r} {why}; not written")
     return path
 
 
@@ -201,15 +310,31 @@ def export_onnx(predictor_folder: str | os.PathLike, out_folder: str | os.PathLi
         paths.append(onnx_path)
         record[group] = {"onnx": onnx_path.name, "onnx_sha256": sha256(onnx_path), "checkpoint": names[group],
                          "checkpoint_sha256": sha256(checkpoint), "architecture": trained.model.name,
-                         "n_features": trained.model.config.n_features, "targets": list(trained.targets)}
+                         "spec": trained.model.config.spec, "n_features": trained.model.config.n_features,
+                         "targets": list(trained.targets), **_export_step(trained.model, onnx_path, group, folder)}
     meta = {
         "format": EXPORT_FORMAT, "exporter": "torch.onnx.export (TorchScript tracing, dynamo=False)",
         "opset": OPSET, "inputs": {"x": "float32 (batch, time, features)", "lengths": "int64 (batch,)"},
         "outputs": {"y": "float32 (batch, time, targets); padded frames 0"},
         "dynamic_axes": ["batch", "time"], "tolerance": TOLERANCE, "versions": _versions(), "models": record,
+        "step": {"inputs": {"x": "float32 (1, time, features): the new frames", "t": "int64 (1,): frames before",
+                            "end": "int64 (1,): the stream's length once known, else 2**62", "<state>": "float32"},
+                 "outputs": {"y": "float32 (1, time, targets): row j is output frame t + j - delay_frames",
+                             "t_next": "int64 (1,)", "<state>_next": "float32"},
+                 "dynamic_axes": ["time"], "not_exported": NO_STEP},
     }
     write_text(out / EXPORT_FILE, json.dumps(meta, indent=1))
     return paths
+
+
+def _export_step(model: SequenceRegressor, onnx_path: Path, group: str, folder: Path) -> dict[str, Any]:
+    """The record's ``step`` entry: the step graph beside ``onnx_path``, or None and ``no_step`` (why not)."""
+    try:
+        step = step_model(model)
+    except OnnxError as error:
+        return {"step": None, "no_step": error.reason}
+    path = export_step(model, onnx_path.with_suffix(STEP_SUFFIX), subject=f"{folder}: model {group!r}")
+    return {"step": {"onnx": path.name, "onnx_sha256": sha256(path), **step_record(step)}}
 
 
 # --------------------------------------------------------------------------- running the graphs
@@ -225,29 +350,15 @@ class OnnxModel:
     n_targets: int
 
     @classmethod
-    def load(cls, path: str | os.PathLike, *, subject: str = "") -> OnnxModel:
-        """Open ``path`` on the CPU and check that it has this module's inputs and outputs.
+    def load(cls, path: str | os.PathLike, *, subject: str = "", threads: int | None = None) -> OnnxModel:
+        """Open ``path`` on the CPU (``threads``: onnxruntime's, default its own) and check its inputs and outputs.
 
         Raises:
             OnnxError: not a loadable ONNX model, or other inputs / outputs.
         """
-        import onnxruntime
-
-        path = Path(path)
-        subject = subject or str(path)
-        options = onnxruntime.SessionOptions()
-        options.log_severity_level = 3  # errors only: the reason travels in the exception
-        try:
-            session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as error:
-            raise OnnxError(subject, f"{path.name} is not a loadable ONNX model ({_first_line(error)})") from None
-        inputs, outputs = session.get_inputs(), session.get_outputs()
-        if tuple(i.name for i in inputs) != INPUTS or tuple(o.name for o in outputs) != OUTPUTS:
-            raise OnnxError(subject, f"{path.name} has inputs {[i.name for i in inputs]} and outputs "
-                            f"{[o.name for o in outputs]}, expected {list(INPUTS)} and {list(OUTPUTS)}")
-        n_features, n_targets = inputs[0].shape[-1], outputs[0].shape[-1]
-        if not isinstance(n_features, int) or not isinstance(n_targets, int):
-            raise OnnxError(subject, f"{path.name} has no fixed feature or target count")
+        session, path, subject = _session(path, subject, threads)
+        _check_names(session, path, subject, INPUTS, OUTPUTS)
+        n_features, n_targets = _widths(session, path, subject)
         return cls(session, path, n_features, n_targets)
 
     def __call__(self, x: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
@@ -263,6 +374,150 @@ class OnnxModel:
         return self.session.run(None, {"x": x, "lengths": lengths})[0]
 
 
+def _session(path: str | os.PathLike, subject: str, threads: int | None) -> tuple[Any, Path, str]:
+    """An onnxruntime CPU session of ``path`` (errors only logged: the reason travels in the exception)."""
+    import onnxruntime
+
+    path = Path(path)
+    subject = subject or str(path)
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    if threads is not None:
+        options.intra_op_num_threads = options.inter_op_num_threads = threads
+    try:
+        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as error:
+        raise OnnxError(subject, f"{path.name} is not a loadable ONNX model ({_first_line(error)})") from None
+    return session, path, subject
+
+
+def _check_names(session: Any, path: Path, subject: str, inputs: Sequence[str], outputs: Sequence[str],
+                 unused: Sequence[str] = ()) -> None:
+    """Refuse a graph whose input / output names do not start with ``inputs`` / ``outputs`` (``unused``: inputs
+    the exporter drops where the graph does not read them)."""
+    got_in = [i.name for i in session.get_inputs() if i.name not in unused]
+    got_out = [o.name for o in session.get_outputs()]
+    if tuple(got_in[: len(inputs)]) != tuple(inputs) or tuple(got_out[: len(outputs)]) != tuple(outputs) or (
+            len(got_in) - len(inputs) != len(got_out) - len(outputs)):
+        raise OnnxError(subject, f"{path.name} has inputs {got_in} and outputs {got_out}, expected "
+                        f"{list(inputs)} and {list(outputs)}")
+
+
+def _widths(session: Any, path: Path, subject: str) -> tuple[int, int]:
+    n_features, n_targets = session.get_inputs()[0].shape[-1], session.get_outputs()[0].shape[-1]
+    if not isinstance(n_features, int) or not isinstance(n_targets, int):
+        raise OnnxError(subject, f"{path.name} has no fixed feature or target count")
+    return n_features, n_targets
+
+
+@dataclass
+class StepGraph:
+    """A streaming-step graph (:func:`export_step`) in an onnxruntime session, with its state's shapes."""
+
+    session: Any  # onnxruntime.InferenceSession
+    path: Path
+    n_features: int
+    n_targets: int
+    state: list[tuple[str, tuple[int, ...]]]  # (input name, shape) of each state tensor
+    delay_frames: int
+    warmup_frames: tuple[int, ...]
+    uses_end: bool = True  # False: a graph without padding-sensitive layers, whose exporter dropped ``end``
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, subject: str = "", threads: int | None = None) -> StepGraph:
+        """Open ``path`` on the CPU and check that it is a step graph (names, fixed state shapes, properties).
+
+        Raises:
+            OnnxError: not a loadable ONNX model or not a step graph.
+        """
+        session, path, subject = _session(path, subject, threads)
+        _check_names(session, path, subject, STEP_INPUTS[:2], STEP_OUTPUTS, unused=STEP_INPUTS[2:])
+        n_features, n_targets = _widths(session, path, subject)
+        state = [(i.name, tuple(i.shape)) for i in session.get_inputs() if i.name not in STEP_INPUTS]
+        uses_end = any(i.name == "end" for i in session.get_inputs())
+        props = session.get_modelmeta().custom_metadata_map
+        try:
+            delay, warmup = int(props["emotools.delay_frames"]), tuple(json.loads(props["emotools.warmup_frames"]))
+        except (KeyError, ValueError):
+            raise OnnxError(subject, f"{path.name} has no emotools step properties (delay_frames, warmup_frames); "
+                            "export again") from None
+        if not all(isinstance(d, int) for _, shape in state for d in shape):
+            raise OnnxError(subject, f"{path.name} has state tensors without fixed shapes")
+        return cls(session, path, n_features, n_targets, state, delay, warmup, uses_end)
+
+    def initial_state(self) -> list[np.ndarray]:
+        """Zeros of every state tensor's shape: the state at the start of a stream."""
+        return [np.zeros(shape, np.float32) for _, shape in self.state]
+
+    def __call__(self, x: np.ndarray, t: int, end: int, state: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """One step: ``x`` ``(1, n, features)``, frames ``t ..``: ``(y (1, n, targets), new state)``."""
+        feeds = {"x": x, "t": np.array([t], np.int64)}
+        if self.uses_end:
+            feeds["end"] = np.array([end], np.int64)
+        feeds.update({name: s for (name, _), s in zip(self.state, state)})
+        y, _, *new = self.session.run(None, feeds)
+        return y, new
+
+
+class StepStream:
+    """A step graph streamed, as :class:`~emotools.models.StreamingModel` streams its model (same interface).
+
+    Output frame ``t`` comes with the push that brings frame ``t + delay_frames``;
+    :meth:`flush` pushes ``delay_frames`` padding frames with the stream's
+    length as ``end``. Chunks are split where the graph needs it
+    (``warmup_frames``); empty pushes do not run the graph.
+    """
+
+    def __init__(self, graph: StepGraph) -> None:
+        self.graph, self.delay_frames = graph, graph.delay_frames
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a new stream: zero state."""
+        self.state = self.graph.initial_state()
+        self.received = self.emitted = 0
+        self._ended = False
+
+    @property
+    def state_size(self) -> int:
+        """Elements of the state tensors: fixed, whatever the stream's length."""
+        return sum(s.size for s in self.state)
+
+    def push(self, frames: np.ndarray) -> np.ndarray:
+        """Consume ``(n, n_features)`` frames; the ``(m, n_targets)`` outputs now final.
+
+        Raises:
+            OnnxError: frames not ``(n, n_features)``, or a stream already flushed.
+        """
+        x = np.asarray(frames, np.float32)
+        if self._ended:
+            raise OnnxError(self.graph.path, "the stream was flushed; call reset() to start a new one")
+        if x.ndim != 2 or x.shape[1] != self.graph.n_features:
+            raise OnnxError(self.graph.path, f"expected frames (n, {self.graph.n_features}), got {x.shape}")
+        return self._run(x, UNKNOWN_END)
+
+    def flush(self) -> np.ndarray:
+        """End the stream: the pending outputs, as the offline pass gives the last frames."""
+        end, self._ended = self.received, True
+        return self._run(np.zeros((self.delay_frames, self.graph.n_features), np.float32), end)
+
+    def _run(self, x: np.ndarray, end: int) -> np.ndarray:
+        out, i = [np.zeros((0, self.graph.n_targets), np.float32)], 0
+        while i < len(x):
+            t = self.received
+            cuts = [w - t for w in self.graph.warmup_frames if 0 < w - t < len(x) - i]
+            n = min(cuts, default=len(x) - i)
+            y, self.state = self.graph(np.ascontiguousarray(x[None, i : i + n]), t, end, self.state)
+            keep = y[0, max(0, self.delay_frames - t) :]  # rows of output frames >= 0
+            if end != UNKNOWN_END:
+                keep = keep[: max(0, end - self.emitted)]
+            out.append(keep)
+            self.received, self.emitted, i = t + n, self.emitted + len(keep), i + n
+        if end != UNKNOWN_END:
+            self.received = end
+        return np.concatenate(out)
+
+
 def _export_record(folder: Path) -> dict[str, Any]:
     try:
         meta = json.loads((folder / EXPORT_FILE).read_text())
@@ -276,6 +531,14 @@ def _export_record(folder: Path) -> dict[str, Any]:
     return meta
 
 
+def _records(predictor_folder: str | os.PathLike,
+             onnx_folder: str | os.PathLike | None) -> tuple[Path, Path, dict[str, Any], dict[str, str]]:
+    """(predictor folder, export folder, the export record's models, the predictor's checkpoint names)."""
+    folder = Path(predictor_folder)
+    where = Path(onnx_folder) if onnx_folder is not None else folder
+    return folder, where, _export_record(where)["models"], json.loads((folder / PREDICTOR_FILE).read_text())["models"]
+
+
 def load_onnx_models(predictor_folder: str | os.PathLike, predictor: Predictor,
                      onnx_folder: str | os.PathLike | None = None) -> dict[str, OnnxModel]:
     """The exported graph of each of ``predictor``'s models, checked against the export record.
@@ -285,30 +548,60 @@ def load_onnx_models(predictor_folder: str | os.PathLike, predictor: Predictor,
             since the export, a graph that is not the one exported (sha256),
             or one whose feature or target count differs from its model's.
     """
-    folder = Path(predictor_folder)
-    where = Path(onnx_folder) if onnx_folder is not None else folder
-    record = _export_record(where)["models"]
-    names = json.loads((folder / PREDICTOR_FILE).read_text())["models"]
+    folder, where, record, names = _records(predictor_folder, onnx_folder)
     runners = {}
     for group, trained in predictor.models.items():
-        entry = record.get(group)
-        if not isinstance(entry, dict):
-            raise OnnxError(where, f"the ONNX export has no graph of model {group!r}; export again")
-        if entry.get("checkpoint_sha256") != sha256(folder / names[group]):
-            raise OnnxError(where, f"model {group!r}: {names[group]} changed since it was exported; export again")
-        path = where / str(entry.get("onnx"))
-        if not path.is_file():
-            raise OnnxError(where, f"model {group!r}: {path.name} missing; export again")
-        if entry.get("onnx_sha256") != sha256(path):
-            raise OnnxError(where, f"model {group!r}: {path.name} does not match its export record (sha256); "
-                            "export again")
+        path = _verified_graph(where, folder, names, group, record.get(group))
         runner = OnnxModel.load(path, subject=f"{where}: model {group!r}")
-        config = trained.model.config
-        if (runner.n_features, runner.n_targets) != (config.n_features, config.n_targets):
-            raise OnnxError(where, f"model {group!r}: {path.name} maps {runner.n_features} features to "
-                            f"{runner.n_targets} targets, the checkpoint {config.n_features} to {config.n_targets}")
+        _check_widths(where, group, path, runner, trained.model.config)
         runners[group] = runner
     return runners
+
+
+def _verified_graph(where: Path, folder: Path, names: dict[str, str], group: str, entry: Any,
+                    step: bool = False) -> Path:
+    """The path of ``group``'s graph (``step``: its step graph) after checking the record against the files."""
+    if not isinstance(entry, dict):
+        raise OnnxError(where, f"the ONNX export has no graph of model {group!r}; export again")
+    if entry.get("checkpoint_sha256") != sha256(folder / names[group]):
+        raise OnnxError(where, f"model {group!r}: {names[group]} changed since it was exported; export again")
+    if step:
+        if not isinstance(entry.get("step"), dict):
+            why = entry.get("no_step") or "the export predates step graphs; export again"
+            raise OnnxError(where, f"model {group!r} has no streaming-step graph: {why}")
+        entry = entry["step"]
+    path = where / str(entry.get("onnx"))
+    if not path.is_file():
+        raise OnnxError(where, f"model {group!r}: {path.name} missing; export again")
+    if entry.get("onnx_sha256") != sha256(path):
+        raise OnnxError(where, f"model {group!r}: {path.name} does not match its export record (sha256); "
+                        "export again")
+    return path
+
+
+def _check_widths(where: Path, group: str, path: Path, runner: OnnxModel | StepGraph, config: Any) -> None:
+    if (runner.n_features, runner.n_targets) != (config.n_features, config.n_targets):
+        raise OnnxError(where, f"model {group!r}: {path.name} maps {runner.n_features} features to "
+                        f"{runner.n_targets} targets, the checkpoint {config.n_features} to {config.n_targets}")
+
+
+def load_step_streams(predictor_folder: str | os.PathLike, predictor: Predictor,
+                      onnx_folder: str | os.PathLike | None = None, *,
+                      threads: int | None = 1) -> dict[str, StepStream]:
+    """A :class:`StepStream` of each of ``predictor``'s models (``predict --stream --onnx``), checked as
+    :func:`load_onnx_models` checks the whole-sequence graphs.
+
+    Raises:
+        OnnxError: as :func:`load_onnx_models`, or a model without a step graph (named, with the reason).
+    """
+    folder, where, record, names = _records(predictor_folder, onnx_folder)
+    streams = {}
+    for group, trained in predictor.models.items():
+        path = _verified_graph(where, folder, names, group, record.get(group), step=True)
+        graph = StepGraph.load(path, subject=f"{where}: model {group!r}", threads=threads)
+        _check_widths(where, group, path, graph, trained.model.config)
+        streams[group] = StepStream(graph)
+    return streams
 
 
 def use_onnx(predictor: Predictor, predictor_folder: str | os.PathLike,
@@ -344,5 +637,6 @@ def cli(argv: Sequence[str]) -> int:
     return 0
 
 
-__all__ = ["EXPORT_FILE", "OnnxError", "OnnxModel", "export_model", "export_onnx", "load_onnx_models", "use_onnx",
-           "torch_forward", "sha256"]
+__all__ = ["EXPORT_FILE", "NO_STEP", "OnnxError", "OnnxModel", "StepGraph", "StepStream", "export_model",
+           "export_step", "export_onnx", "load_onnx_models", "load_step_streams", "step_model", "step_record",
+           "stream_through", "use_onnx", "torch_forward", "sha256"]

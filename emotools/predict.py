@@ -455,7 +455,7 @@ def cli(argv: Sequence[str]) -> int:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.add_argument("--onnx", action="store_true",
                         help="run the models' ONNX graphs with onnxruntime (written into the predictor folder by "
-                             "`python -m emotools export --onnx`)")
+                             "`python -m emotools export --onnx`); with --stream their streaming-step graphs")
     args = parser.parse_args(argv)
     if args.stream or args.realtime:
         return _stream_cli(args)
@@ -506,9 +506,8 @@ def _stream_cli(args: argparse.Namespace) -> int:
     from . import stream
 
     problem = ("--realtime needs --stream" if not args.stream else
-               f"--stream takes one input, got {len(args.audio)}" if len(args.audio) != 1 else
-               "--stream runs the torch models; --onnx does not apply" if args.onnx else None)
+               f"--stream takes one input, got {len(args.audio)}" if len(args.audio) != 1 else None)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    return stream.cli(args.audio[0], args.checkpoint, args.out or "-", realtime=args.realtime)
+    return stream.cli(args.audio[0], args.checkpoint, args.out or "-", realtime=args.realtime, onnx=args.onnx)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,8 +41,6 @@ from .errors import EmotoolsError
 from .experiments import GridResult
 from .features import FeatureSpec, StreamingExtractor, max_lookahead
 from .models import SequenceRegressor, StreamingModel, build, parse_architecture
-from .models.config import ModelConfigError
-from .models.streaming import _WindowStage
 from .parallel import torch_threads
 from .sequences import Normalization, Normalizer
 
@@ -244,55 +242,37 @@ class ModelStream(Protocol):
 
 
 def onnx_runner(path: str | os.PathLike, *, threads: int = 1) -> Any:
-    """An :class:`emotools.export.OnnxModel` of ``path`` whose onnxruntime session uses ``threads`` threads."""
-    import onnxruntime
+    """The streaming-step graph at ``path`` (:func:`emotools.export.export_step`) in an onnxruntime session
+    using ``threads`` threads (:class:`emotools.export.StepGraph`)."""
+    from .export import StepGraph
 
-    from .export import OnnxModel
-
-    runner = OnnxModel.load(path)
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = threads
-    options.log_severity_level = 3
-    runner.session = onnxruntime.InferenceSession(str(runner.path), options, providers=["CPUExecutionProvider"])
-    return runner
+    return StepGraph.load(path, threads=threads)
 
 
 class OnnxStream:
-    """A causal model's exported graph, streamed: each push reruns the graph on the cached frames it needs.
+    """A causal model's exported streaming-step graph, streamed: state in, state out, only the new frames run.
 
-    The exported graph has no state in or out, so, as
-    :class:`~emotools.models.StreamingModel` does for a whole block, the last
-    ``past + future`` input frames are kept and the graph runs on them and the
-    new frames; the outputs that became final are returned. Equal to the
-    offline pass within float rounding.
-
-    Raises:
-        ModelConfigError: a non-causal model, or one with an unbounded past
-            (LSTMs: the graph would need its recurrent state in and out).
+    :class:`emotools.export.StepStream` under the study's name: the graph
+    carries the same state as :class:`~emotools.models.StreamingModel`
+    (caches of the last frames per layer, LSTM ``(h, c)``), so every push
+    costs the new frames only. Equal to the offline pass within float
+    rounding. ``dsus`` and non-causal models have no step graph
+    (:data:`emotools.export.NO_STEP`).
     """
 
-    def __init__(self, runner: Callable[[np.ndarray], np.ndarray], model: SequenceRegressor) -> None:
-        config = model.config
-        past, future = model.receptive_past, model.receptive_future
-        if config.lookahead is None or past is None or future is None:
-            raise ModelConfigError(config.spec, "an exported graph streams only a causal model with a bounded past "
-                                   "(no LSTM: the graph has no recurrent state in and out)")
-        period = 2 ** config.levels if "dsus" in config.blocks else 1  # pooling groups frames from the start
+    def __init__(self, runner: Any) -> None:
+        from .export import StepStream
 
-        def fn(h: torch.Tensor, start: int) -> torch.Tensor:
-            return torch.from_numpy(runner(h.numpy()))
-
-        self._stage = _WindowStage(fn, config.n_features, config.n_targets, past, future, period)
-        self._stage.reset(torch.zeros(0))
-        self.delay_frames = future
+        self._stream = StepStream(runner)
+        self.delay_frames = self._stream.delay_frames
 
     def push(self, frames: np.ndarray) -> np.ndarray:
         """Consume ``(n, n_features)`` frames; the ``(m, n_targets)`` outputs now final."""
-        return self._stage.push(torch.as_tensor(np.asarray(frames, np.float32))).numpy()
+        return self._stream.push(frames)
 
     def flush(self) -> np.ndarray:
         """End of the stream: the pending outputs."""
-        return self._stage.flush().numpy()
+        return self._stream.flush()
 
 
 @dataclass
@@ -518,19 +498,22 @@ def load_model(grid: GridResult, spec: str, *, seed: int | None = None) -> train
 
 def live_models(trained: Mapping[str, training.TrainedModel], *,
                 onnx_dir: str | os.PathLike | None = None) -> list[LiveModel]:
-    """A torch stream of each trained causal model and, with ``onnx_dir``, its exported graph streamed.
+    """A torch stream of each trained causal model and, with ``onnx_dir``, its exported step graph streamed.
 
-    Models whose past is unbounded (LSTMs) get no ONNX stream (see :class:`OnnxStream`).
+    Models without a step graph (``dsus``: :data:`emotools.export.NO_STEP`) get no ONNX stream.
     """
-    from .export import export_model
+    from .export import OnnxError, export_step, step_model
 
     out = []
     for spec, tm in trained.items():
         out.append(LiveModel(f"{spec} · torch", StreamingModel(tm.model), tm.normalizer, spec, "torch"))
-        if onnx_dir is not None and tm.model.receptive_past is not None:
-            path = export_model(tm.model, Path(onnx_dir) / f"{spec.replace(':', '-').replace('=', '')}.onnx")
-            out.append(LiveModel(f"{spec} · onnx", OnnxStream(onnx_runner(path), tm.model), tm.normalizer, spec,
-                                 "onnx"))
+        try:
+            step_model(tm.model)
+        except OnnxError:
+            continue
+        if onnx_dir is not None:
+            path = export_step(tm.model, Path(onnx_dir) / f"{spec.replace(':', '-').replace('=', '')}.step.onnx")
+            out.append(LiveModel(f"{spec} · onnx", OnnxStream(onnx_runner(path)), tm.normalizer, spec, "onnx"))
     return out
 
 

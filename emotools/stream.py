@@ -62,7 +62,7 @@ import math
 import os
 import sys
 import time as clock
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -246,15 +246,21 @@ class StreamPredictor:
         predictor: a loaded predictor whose models are all causal.
         name: what errors and the metadata name as the stream.
         postprocess: apply the causal form of the predictor's post-processing chain.
+        streams: per target group, what streams the model instead of its
+            :class:`~emotools.models.StreamingModel` (``push``, ``flush``,
+            ``delay_frames``: an ONNX step graph, :func:`emotools.export.load_step_streams`).
 
     Raises:
         StreamError: a non-causal model (or one with global attention).
         FeatureError: a feature spec that cannot stream (not windowed).
     """
 
-    def __init__(self, predictor: Predictor, *, name: str = "<stream>", postprocess: bool = True) -> None:
+    def __init__(self, predictor: Predictor, *, name: str = "<stream>", postprocess: bool = True,
+                 streams: Mapping[str, Any] | None = None) -> None:
         self.predictor, self.name = predictor, str(name)
-        self.models = {g: _streaming_model(g, m, self.name) for g, m in predictor.models.items()}
+        self.models = {g: _streaming_model(g, m, self.name) for g, m in predictor.models.items()}  # refusals
+        self.engine = "onnxruntime (streaming-step graphs)" if streams else "torch (streaming)"
+        self.models.update(streams or {})
         self.post = predictor.postprocessor if postprocess else None
         steps = self.post.steps if self.post is not None else [TargetSteps() for _ in predictor.targets]
         self.columns = [_Column(s) for s in steps]
@@ -317,7 +323,7 @@ class StreamPredictor:
                               "shift_frames": c.shift} for t, c in zip(self.targets, self.columns)],
             "model_lookahead_frames": {g: s.delay_frames for g, s in self.models.items()},
             "lookahead_frames": self.lookahead_frames, "latency_bound_s": [low, high],
-            "label_range": list(LABEL_RANGE), "clipped_frames": self.clipped, "engine": "torch (streaming)",
+            "label_range": list(LABEL_RANGE), "clipped_frames": self.clipped, "engine": self.engine,
             "predictor": self.predictor.info,
         }
 
@@ -404,15 +410,25 @@ class StreamPredictor:
                              "latency_s": np.round(self.seconds - time, 6)})
 
 
-def open_stream(folder: str | os.PathLike, **options: Any) -> StreamPredictor:
+def open_stream(folder: str | os.PathLike, *, onnx: bool = False, **options: Any) -> StreamPredictor:
     """A :class:`StreamPredictor` of the predictor folder ``folder`` (options as the class takes them).
 
+    ``onnx``: stream the models' exported step graphs with onnxruntime
+    (``python -m emotools export --onnx`` first).
+
     Raises:
-        PredictorError: not a predictor folder (see :func:`~emotools.predict.load_predictor`).
+        PredictorError: not a predictor folder (see :func:`~emotools.predict.load_predictor`),
+            or with ``onnx`` no usable step graph (:class:`~emotools.export.OnnxError`).
         StreamError: a predictor that cannot stream.
     """
     predictor = load_predictor(folder)
     try:
+        if onnx:
+            for group, trained in predictor.models.items():  # the torch refusals first: the clearer reasons
+                _streaming_model(group, trained, str(folder))
+            from .export import load_step_streams
+
+            options["streams"] = load_step_streams(folder, predictor)
         return StreamPredictor(predictor, **options)
     except StreamError as error:  # about the predictor: name its folder
         raise StreamError(folder, error.reason) from None
@@ -487,8 +503,8 @@ def run(stream: StreamPredictor, chunks: Iterable[np.ndarray], sink: IO[str]) ->
     return written + len(rows)
 
 
-def cli(source: str, checkpoint: str | os.PathLike, out: str, *, realtime: bool = False) -> int:
-    """``python -m emotools predict --stream FILE|- --checkpoint DIR [--out CSV|-] [--realtime]``.
+def cli(source: str, checkpoint: str | os.PathLike, out: str, *, realtime: bool = False, onnx: bool = False) -> int:
+    """``python -m emotools predict --stream FILE|- --checkpoint DIR [--out CSV|-] [--realtime] [--onnx]``.
 
     Exit status 0, or 2 with one ``error:`` line on stderr (a predictor that
     cannot stream, a bad file or bad PCM; rows written before stay written).
@@ -497,13 +513,13 @@ def cli(source: str, checkpoint: str | os.PathLike, out: str, *, realtime: bool 
     from .parallel import torch_threads
 
     with torch_threads(STREAM_THREADS):
-        return _cli(source, checkpoint, out, realtime=realtime)
+        return _cli(source, checkpoint, out, realtime=realtime, onnx=onnx)
 
 
-def _cli(source: str, checkpoint: str | os.PathLike, out: str, *, realtime: bool) -> int:
+def _cli(source: str, checkpoint: str | os.PathLike, out: str, *, realtime: bool, onnx: bool) -> int:
     name = "stdin" if source == "-" else source
     try:
-        stream = open_stream(checkpoint, name=name)
+        stream = open_stream(checkpoint, name=name, onnx=onnx)
     except EmotoolsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -15,7 +15,19 @@ import torch
 from emotools import models, predict, training
 from emotools.__main__ import main
 from emotools.audio import SAMPLE_RATE, write_audio
-from emotools.export import EXPORT_FILE, OnnxModel, export_model, export_onnx, sha256
+from emotools.export import (
+    EXPORT_FILE,
+    NO_STEP,
+    OnnxError,
+    OnnxModel,
+    StepGraph,
+    StepStream,
+    export_model,
+    export_onnx,
+    export_step,
+    sha256,
+    stream_through,
+)
 from emotools.features import FeatureSpec, extract_signal
 from emotools.sequences import make_record
 
@@ -75,6 +87,77 @@ def test_every_architecture_exports_and_equals_torch(name, overrides, tmp_path: 
         graph(np.zeros((1, 4, N_FEATURES), np.float32), np.array([5]))
 
 
+# --------------------------------------------------------------------------- streaming-step graphs
+
+STEP_VARIANTS = [
+    ("mlp", {"lookahead": 0}),
+    ("tdnn", {"lookahead": 0}),
+    ("tdnn", {"lookahead": 3}),
+    ("tcn", {"lookahead": 0}),
+    ("tcn", {"lookahead": 2, "output": "sigmoid"}),
+    ("lstm", {"lookahead": 0}),
+    ("lstm", {"lookahead": 3}),
+    ("attention", {"lookahead": 0}),
+    ("attention", {"lookahead": 4}),
+    ("attention_tdnn_lstm", {"lookahead": 4}),  # the LSTM sees frames 4 late: a warm-up split
+    ("tdnn_lstm", {"lookahead": 0}),
+]
+
+
+@pytest.mark.parametrize("name, overrides", STEP_VARIANTS, ids=[f"{n}-{o['lookahead']}" for n, o in STEP_VARIANTS])
+def test_step_graphs_streamed_in_chunks_equal_torch(name, overrides, tmp_path: Path) -> None:
+    model = _small(name, **overrides)
+    graph = StepGraph.load(export_step(model, tmp_path / f"{name}.step.onnx"))
+    assert graph.delay_frames == model.receptive_future == models.StreamingModel(model).delay_frames
+    assert all(isinstance(d, int) for _, shape in graph.state for d in shape)  # fixed shapes
+    x = np.random.default_rng(2).standard_normal((91, N_FEATURES)).astype(np.float32)
+    expected = _offline(model, x)
+    torch_stream = models.StreamingModel(model)
+    for sizes in ([1], [4, 0, 11, 2], [91]):
+        stream = StepStream(graph)
+        pushed = [stream.push(x[i : i + sizes[k % len(sizes)]])
+                  for k, i in enumerate(_starts(len(x), sizes))]
+        # each output as soon as it is final: the push that brings frame t + delay returns output t
+        assert sum(len(p) for p in pushed) == len(x) - graph.delay_frames
+        got = np.concatenate([*pushed, stream.flush()])
+        np.testing.assert_allclose(got, expected, atol=TOLERANCE, rtol=0, err_msg=f"chunks {sizes}")
+        assert stream.state_size == sum(int(np.prod(shape)) for _, shape in graph.state)
+    torch_stream.reset()
+    np.testing.assert_allclose(stream_through(torch_stream, x, [4, 0, 11, 2]), expected, atol=1e-5, rtol=0)
+    short = x[:2]  # a stream shorter than the lookahead
+    np.testing.assert_allclose(stream_through(StepStream(graph), short, [1]), _offline(model, short), atol=TOLERANCE)
+    with pytest.raises(OnnxError, match="the stream was flushed"):
+        stream.push(x[:1])
+    with pytest.raises(OnnxError, match=f"expected frames \\(n, {N_FEATURES}\\)"):
+        StepStream(graph).push(x[:, :3])
+
+
+def _starts(total: int, sizes: list[int]) -> list[int]:
+    starts, i, k = [], 0, 0
+    while i < total:
+        starts.append(i)
+        i, k = i + sizes[k % len(sizes)], k + 1
+    return starts
+
+
+def _offline(model: models.SequenceRegressor, x: np.ndarray) -> np.ndarray:
+    with torch.inference_mode():
+        return model(torch.from_numpy(x)[None])[0].numpy()
+
+
+@pytest.mark.parametrize("name, overrides, why", [
+    ("lstm", {}, "is not causal"), ("tcn", {}, "is not causal"),
+    ("attention", {"window": None, "lookahead": 0}, "global attention"),
+    ("dsus", {"lookahead": 0}, "dsus pools frames in pairs"),
+])
+def test_models_without_a_step_form_are_refused_in_one_line(name, overrides, why, tmp_path: Path) -> None:
+    with pytest.raises(OnnxError, match=f"has no streaming-step graph: .*{why}") as info:
+        export_step(_small(name, **overrides), tmp_path / "m.step.onnx")
+    assert "\n" not in str(info.value) and not (tmp_path / "m.step.onnx").exists()
+    with pytest.raises(OnnxError, match="expected \\['x', 't'\\]"):  # a whole-sequence graph is not a step graph
+        StepGraph.load(export_model(_small("mlp"), tmp_path / "mlp.onnx"))
+
+
 # --------------------------------------------------------------------------- a predictor as the package writes it
 
 
@@ -122,6 +205,9 @@ def test_export_writes_every_model_and_a_record(predictor_folder: Path, exported
     assert meta["opset"] >= 17 and meta["inputs"].keys() == {"x", "lengths"} and list(meta["outputs"]) == ["y"]
     assert {"torch", "onnx", "onnxruntime"} <= meta["versions"].keys()
     assert set(meta["models"]) == {"arousal", "valence"}
+    assert meta["step"]["not_exported"] == NO_STEP and {"x", "t", "end"} <= meta["step"]["inputs"].keys()
+    for entry in meta["models"].values():  # non-causal models: no step graph, and why
+        assert entry["step"] is None and "is not causal" in entry["no_step"]
     for group, entry in meta["models"].items():
         assert entry["onnx"] == f"{group}.onnx" and entry["checkpoint"] == f"{group}.pt"
         assert entry["checkpoint_sha256"] == sha256(exported / f"{group}.pt")

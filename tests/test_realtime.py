@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from emotools import experiments, models, realtime, synth
-from emotools.export import export_model
+from emotools.export import OnnxError, export_step
 from emotools.features import SAMPLE_RATE, FeatureSpec, extract_signal
-from emotools.models.config import TDNN_CONTEXTS, ModelConfigError
+from emotools.models.config import TDNN_CONTEXTS
 from emotools.sequences import Normalizer, SequenceRecord
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest
@@ -152,11 +152,11 @@ def _offline(model: models.SequenceRegressor, x: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("spec, options", [("tdnn:lookahead=2", {}), ("attention:causal", {"window": 5}),
-                                           ("tcn:lookahead=3", {"levels": 3}), ("dsus:causal", {"levels": 2})])
+                                           ("tcn:lookahead=3", {"levels": 3}), ("lstm:lookahead=2", {})])
 def test_an_exported_graph_streamed_equals_the_offline_pass(spec: str, options: dict, tmp_path: Path) -> None:
     model = _small(spec, **options)
     x = np.random.default_rng(1).standard_normal((83, 6)).astype(np.float32)
-    stream = realtime.OnnxStream(realtime.onnx_runner(export_model(model, tmp_path / "m.onnx")), model)
+    stream = realtime.OnnxStream(realtime.onnx_runner(export_step(model, tmp_path / "m.step.onnx")))
     sizes, out, start = [1, 7, 0, 30, 3, 42], [], 0
     for n in sizes:
         out.append(stream.push(x[start:start + n]))
@@ -167,10 +167,11 @@ def test_an_exported_graph_streamed_equals_the_offline_pass(spec: str, options: 
     np.testing.assert_allclose(np.concatenate(out), _offline(model, x), atol=1e-4)
 
 
-def test_onnx_streams_refuse_unbounded_pasts_and_offline_models() -> None:
-    for spec in ("lstm:causal", "tdnn"):
-        with pytest.raises(ModelConfigError, match="only a causal model with a bounded past"):
-            realtime.OnnxStream(lambda h: h, _small(spec))
+def test_onnx_streams_refuse_unbounded_pasts_and_offline_models(tmp_path: Path) -> None:
+    for spec, why in (("dsus:causal", "no fixed-state streaming step yet"), ("tdnn", "is not causal")):
+        with pytest.raises(OnnxError, match=f"has no streaming-step graph: .*{why}"):
+            export_step(_small(spec), tmp_path / "m.step.onnx")
+        assert not (tmp_path / "m.step.onnx").exists()
 
 
 def test_live_models_normalize_with_train_statistics_only() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import subprocess
 import sys
 import tracemalloc
@@ -17,6 +18,7 @@ import pytest
 import torch
 
 from emotools import models, predict, synth, training
+from emotools.__main__ import main
 from emotools.audio import SAMPLE_RATE, write_audio
 from emotools.features import FeatureSpec, extract_signal, max_lookahead
 from emotools.postprocess import PostProcessor, TargetSteps
@@ -272,6 +274,33 @@ def test_a_non_causal_predictor_is_refused_in_one_line(tmp_path: Path, capsys) -
     err = _refused(["x.wav", "--stream", "--checkpoint", str(folder)], capsys)
     assert err == (f"error: {folder}: model 'arousal+valence' (tcn) is not causal: train with 'tcn:causal' "
                    "or 'tcn:lookahead=<frames>' to stream it")
+
+
+# --------------------------------------------------------------------------- ONNX streaming-step graphs
+
+
+def test_stream_onnx_writes_the_torch_streaming_csv(plain: Path, audio: np.ndarray, tmp_path: Path, capsys) -> None:
+    folder = Path(shutil.copytree(plain, tmp_path / "predictor"))
+    err = _refused(["x.wav", "--stream", "--onnx", "--checkpoint", str(folder)], capsys)
+    assert "no ONNX export" in err and "emotools export --onnx" in err
+    assert main(["export", "--onnx", "--checkpoint", str(folder)]) == 0
+    record = json.loads((folder / "onnx.json").read_text())["models"]["arousal+valence"]["step"]
+    assert record["onnx"] == "arousal_valence.step.onnx" and record["delay_frames"] == 0 and record["state"]
+    wav = write_audio(tmp_path / "talk.wav", audio[: 15 * SR], SR)
+    csv = {}
+    for engine, extra in (("torch", []), ("onnx", ["--onnx"])):
+        csv[engine] = tmp_path / engine / "talk.csv"
+        csv[engine].parent.mkdir()
+        assert predict.cli([str(wav), "--stream", "--checkpoint", str(folder), "--out", str(csv[engine]), *extra]) == 0
+    torch_rows, onnx_rows = pd.read_csv(csv["torch"]), pd.read_csv(csv["onnx"])
+    assert list(onnx_rows.columns) == ["time", *TARGETS, "latency_s"] and len(onnx_rows) == len(torch_rows) == 140
+    np.testing.assert_array_equal(onnx_rows["time"], torch_rows["time"])
+    np.testing.assert_allclose(onnx_rows[TARGETS], torch_rows[TARGETS], atol=1e-4, rtol=0)
+    assert onnx_rows[TARGETS].std().min() > 0
+    assert json.loads(csv["onnx"].with_suffix(".json").read_text())["engine"].startswith("onnxruntime")
+    (folder / "arousal_valence.step.onnx").write_bytes(b"changed")  # a step graph not the one exported
+    err = _refused([str(wav), "--stream", "--onnx", "--checkpoint", str(folder)], capsys)
+    assert "arousal_valence.step.onnx does not match its export record" in err
 
 
 # --------------------------------------------------------------------------- memory
