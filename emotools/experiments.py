@@ -5,6 +5,9 @@ and test under both CCC protocols (raw and after the AVEC post-processing
 chain), and returns tidy tables the notebooks show and save. Finished cells
 are cached on disk (keyed by a hash of the data and every option), so an
 interrupted run resumes and a rerun with the same settings is instant.
+Cells train in local worker processes or as Dask tasks on a cluster
+(:mod:`emotools.parallel`); a cell that fails is tried once more, then
+recorded in :attr:`GridResult.failed` while the others finish.
 """
 
 from __future__ import annotations
@@ -30,13 +33,17 @@ from .models import arch_order
 from .sequences import SequenceRecord
 from .training import FitOptions, TrainingError
 
-__all__ = ["RESULT_COLUMNS", "INTERVAL_COLUMNS", "COMPARISON_COLUMNS", "Mode", "FitOptions", "by_split", "score_rows",
+__all__ = ["RESULT_COLUMNS", "FAILED_COLUMNS",
+           "INTERVAL_COLUMNS", "COMPARISON_COLUMNS", "Mode", "FitOptions", "by_split", "score_rows",
            "per_speaker", "Cell", "GridResult", "run_grid", "cell_predictions", "interval_table",
            "frame_local_comparison", "summary_table", "write_results", "write_summary"]
 
 log = logging.getLogger(__name__)
 
 Mode = Literal["joint", "separate"]
+
+#: Columns of :attr:`GridResult.failed`: the cells that failed twice, and why.
+FAILED_COLUMNS = ["architecture", "mode", "seed", "reason"]
 
 #: Column order of the tidy results table.
 RESULT_COLUMNS = [
@@ -117,12 +124,18 @@ class Cell:
 
 @dataclass
 class GridResult:
-    """Everything a notebook shows: tidy results, learning curves, test predictions."""
+    """Everything a notebook shows: tidy results, learning curves, test predictions.
+
+    ``results``, ``histories`` and ``cells`` hold the finished cells;
+    ``failed`` (:data:`FAILED_COLUMNS`) the cells that failed twice, with the
+    reason (a rerun trains only those: the finished ones are cached).
+    """
 
     results: pd.DataFrame
     histories: pd.DataFrame
     cells: list[Cell]
     test_records: list[SequenceRecord]
+    failed: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=FAILED_COLUMNS))
 
     def predictions(self, *, mode: Mode = "joint", seed: int | None = None) -> dict[str, list[np.ndarray]]:
         """``{architecture: test predictions (time, targets)}`` for one mode and seed (first seed by default)."""
@@ -211,6 +224,11 @@ def _cost_rank(architecture: str) -> int:
     return 0 if "attention" in architecture else 1 if "lstm" in architecture else 2
 
 
+def _cell_name(task: tuple) -> str:
+    """``"lstm joint seed 0"``: a cell task as warnings name it."""
+    return f"cell {task[0]} {task[1]} seed {task[2]}"
+
+
 def _train_cell_job(args: tuple) -> Cell:
     """Train, score and save one cell on one CPU thread (the unit of parallel work)."""
     arch, mode, seed, splits, targets, folder, fit_options, use_postprocess, device = args
@@ -233,10 +251,18 @@ def run_grid(
     postprocess_chain: bool = True,
     run_dir: str | os.PathLike | None = None,
     jobs: int | None = None,
+    scheduler: str | None = None,
+    dask_workers: int | None = None,
+    security: str | os.PathLike | Any | None = None,
     progress: bool = True,
     device: str | None = None,
 ) -> GridResult:
     """Train and score every (architecture, mode, seed) cell.
+
+    A cell that fails (an exception, its worker killed or out of memory) is
+    tried once more; if it fails again, a warning names it and its reason,
+    it goes to :attr:`GridResult.failed`, and the other cells finish. A
+    rerun trains only the cells not yet cached.
 
     Args:
         records: labelled records with ``split`` in train/dev/test. Without
@@ -261,16 +287,31 @@ def run_grid(
             thread (default: all cores). Results do not depend on it; the
             longest cells (attention, then LSTM families) start first so that
             no worker is left with a long cell at the end.
+        scheduler: train each cell as one task on this running Dask scheduler
+            (``tls://HOST:PORT``, or ``tcp://`` on a private network only)
+            instead; ``run_dir`` must then be on a file system every worker
+            sees at the same path (docs/cluster.md). Results do not depend on it.
+        dask_workers: start a local Dask cluster with this many single-threaded
+            workers instead (not with ``scheduler``).
+        security: TLS certificates (:func:`emotools.parallel.dask_security`:
+            a folder with ``ca.pem``, ``cert.pem``, ``key.pem``); default
+            Dask's configuration.
         device: ``"cuda"`` / ``"cpu"``; default cuda when available.
 
     Returns:
         A :class:`GridResult`; ``results`` has :data:`RESULT_COLUMNS`.
+
+    Raises:
+        TrainingError: a split is missing, or ``fit_options`` is not a FitOptions.
+        ValueError: contradictory Dask options (both ``scheduler`` and ``dask_workers``, ...).
+        Exception: the first cell's error when no cell could be trained.
     """
     from .progress import tqdm
 
     fit_options = fit_options if fit_options is not None else FitOptions()
     if not isinstance(fit_options, FitOptions):
         raise TrainingError("fit_options", f"must be a FitOptions, got {type(fit_options).__name__}")
+    parallel.check_backend(scheduler=scheduler, dask_workers=dask_workers, security=security)
     splits = by_split(records)
     for name in ("train", "dev", "test"):
         if not splits[name] and not (name == "dev" and not postprocess_chain):
@@ -291,21 +332,31 @@ def run_grid(
     tasks = [(*p, splits, targets, folders[p], fit_options, postprocess_chain, device) for p in todo]
     bar = tqdm(total=len(plan), initial=len(done), desc=f"{dataset}/{label_protocol}", unit="model",
                disable=not progress)
-    for task, cell, error in parallel.run_each(_train_cell_job, tasks, jobs=jobs):
-        if error is not None:
-            bar.close()
-            raise error
-        done[task[:3]] = cell
-        bar.set_postfix_str(f"{task[0]} {task[1]} seed {task[2]} done")
+    failed, errors = [], []
+    for task, cell, error in parallel.run_each(_train_cell_job, tasks, jobs=jobs, scheduler=scheduler,
+                                               dask_workers=dask_workers, security=security, retries=1,
+                                               name=_cell_name):
+        if error is not None:  # never stops the grid: the finished cells are cached and returned
+            failed.append(dict(zip(FAILED_COLUMNS, (*task[:3], parallel.reason(error)))))
+            errors.append(error)
+            log.warning("%s/%s %s failed twice, left out (GridResult.failed): %s", dataset, label_protocol,
+                        _cell_name(task), failed[-1]["reason"])
+        else:
+            done[task[:3]] = cell
+        bar.set_postfix_str(f"{task[0]} {task[1]} seed {task[2]} {'failed' if error else 'done'}")
         bar.update()
     bar.close()
+    if errors and not done:
+        errors[0].add_note(f"{dataset}/{label_protocol}: every cell of the grid failed ({len(errors)})")
+        raise errors[0]
+    plan = [p for p in plan if p in done]
     cells = [done[p] for p in plan]
     rows = [{"dataset": dataset, "label_protocol": label_protocol, "architecture": c.architecture, "mode": c.mode,
              "seed": c.seed, **r} for c in cells for r in c.rows]
     results = pd.DataFrame(rows)[RESULT_COLUMNS]
     histories = pd.concat([c.history.assign(architecture=c.architecture, mode=c.mode, seed=c.seed) for c in cells],
                           ignore_index=True)
-    return GridResult(results, histories, cells, splits["test"])
+    return GridResult(results, histories, cells, splits["test"], pd.DataFrame(failed, columns=FAILED_COLUMNS))
 
 
 # ------------------------------------------------------------------------ intervals

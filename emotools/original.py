@@ -235,6 +235,7 @@ def run_original(
     n_resamples: int = 2000,
     run_dir: str | os.PathLike | None = None,
     jobs: int | None = None,
+    scheduler: str | None = None,
     progress: bool = False,
     device: str | None = None,
 ) -> pd.DataFrame:
@@ -253,7 +254,8 @@ def run_original(
             utterances are the units: each is independent here).
         run_dir: where the cells are cached (default: a temporary folder,
             nothing kept).
-        jobs, progress, device: as :func:`emotools.experiments.run_grid`.
+        jobs, scheduler, progress, device: as :func:`emotools.experiments.run_grid`
+            (with a ``scheduler``, give a ``run_dir`` every worker sees).
 
     Returns:
         One row per architecture and target: ``model`` (the original's name),
@@ -272,7 +274,7 @@ def run_original(
         grid = run_grid(records, dataset="original", label_protocol="original", architectures=architectures,
                         modes=("separate",), seeds=(options.seed,), targets=targets, fit_options=options,
                         postprocess_chain=False, run_dir=run_dir if run_dir is not None else scratch, jobs=jobs,
-                        progress=progress, device=device)
+                        scheduler=scheduler, progress=progress, device=device)
     names = {arch: model for model, arch in ORIGINAL_MODELS.items()}
     rows = []
     for cell in grid.cells:
@@ -377,6 +379,9 @@ def cli(argv: Sequence[str]) -> int:
     parser.add_argument("--epochs", type=int, default=70, help="epochs (default: the original's 70)")
     parser.add_argument("--name", default="", help="results file stem (default: original_<dataset>)")
     parser.add_argument("--jobs", type=int, default=0, help="worker processes (default 0: all cores)")
+    parser.add_argument("--scheduler", default=None, metavar="tls://HOST:PORT",
+                        help="extract and train on this Dask scheduler (results and data folders on a shared file "
+                             "system; certificates from Dask's configuration; docs/cluster.md)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(list(argv))
     name = args.name or f"original_{args.dataset}"
@@ -388,7 +393,7 @@ def cli(argv: Sequence[str]) -> int:
         runs = pipeline.run_original_protocol(
             table, work=paths.data_dir() / "original" / name, name=name, max_utterances=args.utterances,
             options=original_options(epochs=args.epochs), splits=splits, jobs=args.jobs or None,
-            progress=not args.no_progress)
+            scheduler=args.scheduler, progress=not args.no_progress)
     except (EmotoolsError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -70,7 +70,7 @@ class GroundTruth:
 
 
 def load_ground_truth(corpus_size: str, corpus_seed: int, *, spec: FeatureSpec,
-                      jobs: int | None = None) -> GroundTruth:
+                      jobs: int | None = None, scheduler: str | None = None) -> GroundTruth:
     """Render (once, cached) the built-in corpus, extract its features (cached) and align them with its labels.
 
     Args:
@@ -78,6 +78,7 @@ def load_ground_truth(corpus_size: str, corpus_seed: int, *, spec: FeatureSpec,
         corpus_seed: seed of the rendered corpus and its raters.
         spec: the features.
         jobs: extraction processes (``None``: all cores).
+        scheduler: extract on this Dask scheduler instead (:func:`emotools.features.extract`).
 
     Raises:
         FeatureError: a recording's features failed (the built-in corpus has no bad files).
@@ -85,7 +86,7 @@ def load_ground_truth(corpus_size: str, corpus_seed: int, *, spec: FeatureSpec,
     """
     table = corpora.scan("annotated", synth.ensure_corpus(corpus_size, corpus_seed))
     out = paths.data_dir() / "features" / f"ground_truth-{corpus_size}-seed{corpus_seed}-{spec.slug}"
-    store = extract(table, spec, out=out, jobs=jobs)
+    store = extract(table, spec, out=out, jobs=jobs, scheduler=scheduler)
     if not store.failures.empty:
         first = store.failures.iloc[0]
         raise FeatureError(first["file"], f"{len(store.failures)} recording(s) of the built-in corpus failed "
@@ -129,7 +130,7 @@ class SessionCorpus:
 
 
 def load_sessions(dataset: str, *, data_root: str | os.PathLike = "", session_minutes: float, spec: FeatureSpec,
-                  max_hours: float = 0.0, jobs: int | None = None) -> SessionCorpus:
+                  max_hours: float = 0.0, jobs: int | None = None, scheduler: str | None = None) -> SessionCorpus:
     """Scan a corpus, chain each speaker's consecutive utterances into sessions, render and featurize them (cached).
 
     Args:
@@ -139,6 +140,7 @@ def load_sessions(dataset: str, *, data_root: str | os.PathLike = "", session_mi
         spec: the features.
         max_hours: use at most this many hours of audio, first speakers first (0: all).
         jobs: extraction processes (``None``: all cores).
+        scheduler: extract on this Dask scheduler instead (:func:`emotools.features.extract`).
 
     Returns:
         The sessions and their feature store; recordings that failed are in
@@ -152,7 +154,7 @@ def load_sessions(dataset: str, *, data_root: str | os.PathLike = "", session_mi
     where = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:8]
     work = paths.data_dir() / "sessions" / f"{dataset}-{where}-{session_minutes:g}min"
     sessions = write_sessions(chains, work)
-    store = extract(sessions, spec, out=work / f"features-{spec.slug}", jobs=jobs)
+    store = extract(sessions, spec, out=work / f"features-{spec.slug}", jobs=jobs, scheduler=scheduler)
     return SessionCorpus(dataset, table, chains, sessions, spec, store, not os.fspath(data_root))
 
 
@@ -200,9 +202,10 @@ class DatasetGrids:
 
 def train_grids(corpus: SessionCorpus, label_sets: Mapping[str, Mapping[str, pd.DataFrame]], *, notebook: str,
                 architectures: Sequence[str], modes: Sequence[str], seeds: Sequence[int], fit_options: FitOptions,
-                jobs: int | None = None) -> DatasetGrids:
+                jobs: int | None = None, scheduler: str | None = None) -> DatasetGrids:
     """Train every architecture under each label protocol (speaker-independent splits, cached per cell).
 
+    ``jobs``, ``scheduler``: as :func:`emotools.experiments.run_grid`.
     Checkpoints go to ``results/checkpoints/<notebook>-<label protocol>``.
     """
     grids, failed = {}, []
@@ -211,7 +214,7 @@ def train_grids(corpus: SessionCorpus, label_sets: Mapping[str, Mapping[str, pd.
         failed += [dict(f, label_protocol=protocol) for f in bad]
         grids[protocol] = experiments.run_grid(
             records, dataset=corpus.dataset, label_protocol=protocol, architectures=architectures, modes=modes,
-            seeds=seeds, fit_options=fit_options, jobs=jobs,
+            seeds=seeds, fit_options=fit_options, jobs=jobs, scheduler=scheduler,
             run_dir=paths.results_dir() / "checkpoints" / f"{notebook}-{protocol}",
         )
     return DatasetGrids(grids, pd.DataFrame(failed))
@@ -233,7 +236,7 @@ def run_original_protocol(table: pd.DataFrame, *, work: str | os.PathLike, name:
                           architectures: Sequence[str] = original.ORIGINAL_ARCHITECTURES,
                           options: FitOptions | None = None, max_utterances: int = 0,
                           splits: Sequence[str] = ("utterance", "speaker"), jobs: int | None = None,
-                          progress: bool = True) -> OriginalRuns:
+                          scheduler: str | None = None, progress: bool = True) -> OriginalRuns:
     """The original project's experiment on a corpus's utterances (:mod:`emotools.original`).
 
     One raw eGeMAPS functionals vector per utterance (cached in
@@ -245,14 +248,16 @@ def run_original_protocol(table: pd.DataFrame, *, work: str | os.PathLike, name:
     instead (train and dev speakers train): the first flaw fixed. Cells are
     cached under ``results/checkpoints/<name>-original-<split>``.
     ``max_utterances``: the first N utterances of the table (0: all; the
-    original's LibriSpeech run used 500 of dev-clean).
+    original's LibriSpeech run used 500 of dev-clean). ``jobs``, ``scheduler``:
+    extraction and training workers (:func:`emotools.experiments.run_grid`).
     """
     unknown = sorted(set(splits) - {"utterance", "speaker"})
     if unknown:
         raise original.OriginalError("splits", f"unknown {unknown}: use 'utterance' and/or 'speaker'")
     table = table.iloc[:max_utterances] if max_utterances > 0 else table
     spec = FeatureSpec("eGeMAPSv02", "functionals")
-    store = extract(table, spec, out=Path(work) / f"features-{spec.slug}", jobs=jobs, progress=progress)
+    store = extract(table, spec, out=Path(work) / f"features-{spec.slug}", jobs=jobs, scheduler=scheduler,
+                    progress=progress)
     drawn = original.original_values(table["utterance"].astype(str), seed=label_seed)
     kept = table[table["utterance"].astype(str).isin(store.utterances)]
     names = kept["utterance"].astype(str).tolist()
@@ -268,7 +273,8 @@ def run_original_protocol(table: pd.DataFrame, *, work: str | os.PathLike, name:
         runs[split] = original.run_original(
             records, values, architectures=architectures, options=options,
             splits=held_out if split == "speaker" else None,
-            run_dir=paths.results_dir() / "checkpoints" / f"{name}-original-{split}", jobs=jobs, progress=progress)
+            run_dir=paths.results_dir() / "checkpoints" / f"{name}-original-{split}", jobs=jobs, scheduler=scheduler,
+            progress=progress)
     return OriginalRuns(records, store.failures, runs)
 
 

@@ -18,14 +18,12 @@ waits for the first (an advisory lock on the folder) and then reuses its work.
 
 from __future__ import annotations
 
-import ast
 import concurrent.futures as cf
 import contextlib
 import itertools
 import logging
 import multiprocessing
 import os
-import sys
 import threading
 import time
 import warnings
@@ -36,8 +34,8 @@ from typing import Any
 
 import pandas as pd
 
+from .. import parallel
 from ..audio import AudioError, SilentAudioWarning
-from ..parallel import process_pool
 from ..progress import tqdm
 from .smile import OPENSMILE_VERSION, FeatureError, FeatureSpec, extract_file
 from .store import (
@@ -162,107 +160,29 @@ def _follow(parent: int) -> None:
     threading.Thread(target=watch, name="emotools-follow-parent", daemon=True).start()
 
 
-class _ProcessPool:
-    """Local worker processes; a new pool replaces one whose worker died.
+def _start_pool(workers: int) -> parallel.RestartingPool:
+    """Local worker processes from a fork server that preloads this module (Linux, macOS; elsewhere ``spawn``).
 
-    Workers come from a fork server that preloads this module (Linux, macOS;
-    elsewhere ``spawn``). Forking the caller itself could inherit a lock held
-    by one of its threads (Jupyter, a Dask client, a progress monitor, Arrow's
-    pools); a fork server is a clean single-threaded process started once per
-    session (about a second), after which each worker starts in milliseconds
-    with openSMILE already loaded.
+    Forking the caller itself could inherit a lock held by one of its threads
+    (Jupyter, a Dask client, a progress monitor, Arrow's pools); a fork server
+    is a clean single-threaded process started once per session (about a
+    second), after which each worker starts in milliseconds with openSMILE
+    already loaded. A new pool replaces one whose worker died.
     """
-
-    def __init__(self, workers: int) -> None:
-        self.workers = workers
-        self.pool = self._start()
-
-    def _start(self) -> cf.ProcessPoolExecutor:
-        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-        return process_pool(self.workers, start_method=method, preload=[__name__], initializer=_follow,
-                            initargs=(os.getpid(),))
-
-    def submit(self, task: _Task) -> cf.Future:
-        try:
-            return self.pool.submit(_extract_task, task)
-        except cf.process.BrokenProcessPool:
-            self.pool.shutdown(wait=False, cancel_futures=True)
-            self.pool = self._start()
-            return self.pool.submit(_extract_task, task)
-
-    def close(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _is_main_guard(node: ast.stmt) -> bool:
-    """``if __name__ == "__main__":`` (either operand order)."""
-    if not (isinstance(node, ast.If) and isinstance(node.test, ast.Compare) and len(node.test.ops) == 1
-            and isinstance(node.test.ops[0], ast.Eq)):
-        return False
-    operands = [node.test.left, *node.test.comparators]
-    return any(isinstance(o, ast.Name) and o.id == "__name__" for o in operands) and any(
-        isinstance(o, ast.Constant) and o.value == "__main__" for o in operands)
-
-
-def _unguarded_main_line() -> tuple[str, int] | None:
-    """(script, line) when this call comes from a script's top-level code outside ``if __name__ == "__main__":``.
-
-    Worker processes (fork server, spawn, Dask's nannies) import the main
-    script again; such a line would run again in each of them and every
-    worker would die while starting.
-    """
-    main = sys.modules.get("__main__")
-    script = getattr(main, "__file__", None)
-    if script is None:  # interactive, Jupyter, python -c: nothing is re-imported
-        return None
-    frame = sys._getframe(1)
-    while frame is not None and not (frame.f_code.co_name == "<module>" and frame.f_globals is vars(main)):
-        frame = frame.f_back
-    if frame is None:
-        return None
-    try:
-        tree = ast.parse(Path(script).read_text(), filename=script)
-    except (OSError, SyntaxError, ValueError):
-        return None
-    line = frame.f_lineno
-    for node in tree.body:
-        if node.lineno <= line <= (node.end_lineno or node.lineno):
-            return None if _is_main_guard(node) else (script, line)
-    return None
-
-
-def _refuse_unguarded_main(what: str) -> None:
-    """Raise a clear error instead of starting workers that would all die re-running the caller's script."""
-    found = _unguarded_main_line()
-    if found is not None:
-        script, line = found
-        raise RuntimeError(
-            f"{script}, line {line}: extract with {what} starts worker processes, which import this script "
-            f"again and would run this line again; put the script's top-level code under "
-            f"`if __name__ == \"__main__\":` (or pass jobs=1)"
-        )
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    return parallel.RestartingPool(workers, start_method=method, preload=[__name__], initializer=_follow,
+                                   initargs=(os.getpid(),))
 
 
 @contextlib.contextmanager
 def _executor(
-    n_tasks: int, *, jobs: int | None, scheduler: str | None, dask_workers: int | None
+    n_tasks: int, *, jobs: int | None, scheduler: str | None, dask_workers: int | None,
+    security: str | os.PathLike | Any | None = None,
 ) -> Iterator[tuple[Callable[[_Task], cf.Future] | None, int, str]]:
     """(submit or None for in-process, worker count, backend name)."""
     if scheduler is not None or dask_workers is not None:
-        from distributed import Client, LocalCluster
-
-        with contextlib.ExitStack() as stack:
-            if scheduler is not None:
-                client = stack.enter_context(Client(scheduler))
-                backend = f"dask {scheduler}"
-            else:
-                _refuse_unguarded_main(f"dask_workers={dask_workers}")
-                cluster = stack.enter_context(
-                    LocalCluster(n_workers=dask_workers, threads_per_worker=1, processes=True,
-                                 dashboard_address=None, silence_logs=logging.ERROR)
-                )
-                client = stack.enter_context(Client(cluster))
-                backend = f"dask LocalCluster({dask_workers})"
+        with parallel.dask_client(scheduler=scheduler, dask_workers=dask_workers, security=security,
+                                  what="extract") as (client, backend):
             workers = max(1, sum(client.nthreads().values()))
             executor = client.get_executor(pure=False)
             yield (lambda task: executor.submit(_extract_task, task)), workers, backend
@@ -271,10 +191,10 @@ def _executor(
     if workers == 1:
         yield None, 1, "in-process"
         return
-    _refuse_unguarded_main(f"jobs={workers}")
-    pool = _ProcessPool(workers)
+    parallel.refuse_unguarded_main(f"extract with jobs={workers}")
+    pool = _start_pool(workers)
     try:
-        yield pool.submit, workers, f"processes({workers})"
+        yield (lambda task: pool.submit(_extract_task, task)), workers, f"processes({workers})"
     finally:
         pool.close()
 
@@ -370,15 +290,14 @@ def _plan(
     return tasks, reused, failures
 
 
-def _validate(table: pd.DataFrame, jobs: int | None, scheduler: str | None, dask_workers: int | None) -> None:
+def _validate(table: pd.DataFrame, jobs: int | None, scheduler: str | None, dask_workers: int | None,
+              security: str | os.PathLike | Any | None) -> None:
     missing = {"file", "utterance"} - set(table.columns)
     if missing:
         raise ValueError(f"the corpus table lacks column(s) {sorted(missing)}; it has {list(table.columns)}")
-    if scheduler is not None and dask_workers is not None:
-        raise ValueError("give either scheduler (a running cluster) or dask_workers (a local one), not both")
-    for name, value in (("jobs", jobs), ("dask_workers", dask_workers)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    parallel.check_backend(scheduler=scheduler, dask_workers=dask_workers, security=security)
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+        raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
 
 
 def extract(
@@ -389,6 +308,7 @@ def extract(
     jobs: int | None = None,
     scheduler: str | None = None,
     dask_workers: int | None = None,
+    security: str | os.PathLike | Any | None = None,
     progress: bool = True,
 ) -> FeatureStore:
     """Extract the features of every recording in a corpus table into a feature store.
@@ -405,20 +325,25 @@ def extract(
         spec: feature set, level, window and hop.
         out: the store folder (created).
         jobs: local worker processes; default all cores, 1 runs in this process.
-        scheduler: address of a running Dask scheduler (``tcp://HOST:PORT``).
+        scheduler: address of a running Dask scheduler (``tcp://HOST:PORT`` on a
+            private network only, or ``tls://HOST:PORT``; docs/cluster.md).
         dask_workers: start a local Dask cluster with this many single-threaded workers.
+        security: for a ``tls://`` scheduler (or a TLS local cluster): a folder with
+            ``ca.pem``, ``cert.pem``, ``key.pem`` or a ``distributed.Security``
+            (:func:`emotools.parallel.dask_security`); default Dask's configuration.
         progress: show a tqdm bar over recordings with seconds of audio per second.
 
     Returns:
         The :class:`FeatureStore` of ``out``; its ``summary`` is this run's.
 
     Raises:
-        ValueError: ``file`` or ``utterance`` columns missing, or both Dask options given.
+        ValueError: ``file`` or ``utterance`` columns missing, both Dask options
+            given, or ``security`` without a ``tls://`` scheduler or ``dask_workers``.
         RuntimeError: worker processes would re-run the calling script's
             unguarded top-level code (no ``if __name__ == "__main__":``).
     """
     started = time.perf_counter()
-    _validate(table, jobs, scheduler, dask_workers)
+    _validate(table, jobs, scheduler, dask_workers, security)
     root = Path(out)
     (root / "features").mkdir(parents=True, exist_ok=True)
     with _store_lock(root):
@@ -427,7 +352,7 @@ def extract(
         tasks, entries, failures = _plan(table, spec, root, digests)
         reused, known_failures = len(entries), len(failures)
         run = _run(tasks, entries, failures, spec, jobs=jobs, scheduler=scheduler, dask_workers=dask_workers,
-                   progress=progress)
+                   security=security, progress=progress)
         order = {utterance: k for k, utterance in enumerate(table["utterance"].astype(str))}
         failures[known_failures:] = sorted(failures[known_failures:], key=lambda f: order[f["utterance"]])
         rows = table.drop_duplicates("utterance").astype({"utterance": str})
@@ -463,12 +388,14 @@ def extract(
 
 def _run(
     tasks: list[_Task], entries: dict[str, dict[str, Any]], failures: list[dict[str, str]], spec: FeatureSpec, *,
-    jobs: int | None, scheduler: str | None, dask_workers: int | None, progress: bool,
+    jobs: int | None, scheduler: str | None, dask_workers: int | None, security: str | os.PathLike | Any | None,
+    progress: bool,
 ) -> dict[str, Any]:
     """Run the tasks, adding to ``entries`` and ``failures``; returns counts, seconds and the backend."""
     started = time.perf_counter()
     run: dict[str, Any] = {"processed": 0, "audio_seconds": 0.0, "task_cpu": 0.0}
-    with _executor(len(tasks), jobs=jobs, scheduler=scheduler, dask_workers=dask_workers) as (submit, workers, backend):
+    with _executor(len(tasks), jobs=jobs, scheduler=scheduler, dask_workers=dask_workers,
+                   security=security) as (submit, workers, backend):
         run.update(backend=backend, workers=workers)
         outcomes = map(_extract_task, tasks) if submit is None else _drain(submit, tasks, 4 * workers)
         with tqdm(total=len(tasks), unit="rec", desc=f"extract {spec.slug}", disable=not progress) as bar:

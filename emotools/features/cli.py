@@ -35,10 +35,14 @@ def _parser() -> argparse.ArgumentParser:
                         help="store folder (default: <data dir>/features/<corpus>-<feature set>-<level>[-w..-h..])")
     workers = parser.add_mutually_exclusive_group()
     workers.add_argument("--jobs", type=int, default=None, help="local worker processes (default: all cores)")
-    workers.add_argument("--scheduler", metavar="tcp://HOST:PORT", default=None,
-                         help="run the tasks on this Dask scheduler (the store must be on a shared file system)")
+    workers.add_argument("--scheduler", metavar="tls://HOST:PORT", default=None,
+                         help="run the tasks on this Dask scheduler (the store must be on a shared file system; "
+                              "tcp:// on a private network only, see docs/cluster.md)")
     workers.add_argument("--dask-workers", type=int, default=None, metavar="N",
                          help="start a local Dask cluster with N workers")
+    parser.add_argument("--security", type=Path, default=None, metavar="FOLDER",
+                        help="TLS certificates of a tls:// scheduler (or of --dask-workers): a folder with ca.pem, "
+                             "cert.pem, key.pem (default: Dask's configuration)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -63,7 +67,7 @@ def cli(argv: Sequence[str] | None = None) -> int:
     try:
         table = corpora.scan(args.corpus, args.root, progress=not args.no_progress)
         store = extract(table, spec, out=out, jobs=args.jobs, scheduler=args.scheduler,
-                        dask_workers=args.dask_workers, progress=not args.no_progress)
+                        dask_workers=args.dask_workers, security=args.security, progress=not args.no_progress)
     except (EmotoolsError, ValueError, OSError) as error:  # one line; per-file problems are in failures.csv
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -1,7 +1,8 @@
 """Sweeps of the long-context study: every (rater lag, setting, seed) trained and scored.
 
 Each point goes through :func:`emotools.experiments.run_grid` (cached,
-resumable), several at once in worker processes (:mod:`emotools.parallel`);
+resumable), several at once in worker processes or as Dask tasks on a
+cluster (:mod:`emotools.parallel`; a failed point is tried once more);
 rows with only the *delay* step of the post-processing chain are added to
 see whether delay compensation substitutes for context. Labels at other lags
 come from the stored latent trajectories (:func:`emotools.labels.lag_labels`,
@@ -184,6 +185,9 @@ def run_sweep(
     fit_options: FitOptions | None = None,
     run_dir: Path | None = None,
     jobs: int | None = None,
+    scheduler: str | None = None,
+    dask_workers: int | None = None,
+    security: str | os.PathLike | Any | None = None,
     progress: bool = True,
     rate_hz: float = RATE_HZ,
 ) -> Sweep:
@@ -205,6 +209,9 @@ def run_sweep(
             ``chunk_s`` or ``model_options``.
         run_dir: checkpoint cache (default ``results/checkpoints/long_context``).
         jobs: points trained at once (default: all cores; 1: in this process).
+        scheduler, dask_workers, security: train each point as one Dask task
+            instead, as :func:`emotools.experiments.run_grid` (``run_dir`` on
+            a file system every worker sees).
 
     Returns:
         A :class:`Sweep`; ``results`` has one row per (lag, setting, target,
@@ -226,12 +233,15 @@ def run_sweep(
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(tasks)))
     done, failures = [], []
     bar = tqdm(total=len(tasks), desc="long-context sweep", unit="setting", disable=not progress)
-    for task, result, error in parallel.run_each(_sweep_task, tasks, jobs=jobs):
+    for task, result, error in parallel.run_each(_sweep_task, tasks, jobs=jobs, scheduler=scheduler,
+                                                 dask_workers=dask_workers, security=security, retries=1,
+                                                 name=lambda t: f"lag {t[0]:g} s {t[1].name}"):
         if error is not None:  # one bad point never stops the sweep
-            failures.append({"lag_s": float(task[0]), "setting": task[1].name,
-                             "reason": f"{type(error).__name__}: {error}"})
+            failures.append({"lag_s": float(task[0]), "setting": task[1].name, "reason": parallel.reason(error)})
         else:
             done.append(result)
+            failures += [{"lag_s": float(task[0]), "setting": task[1].name,
+                          "reason": f"seed {f['seed']}: {f['reason']}"} for f in result[2].failed.to_dict("records")]
         bar.set_postfix_str(f"lag {task[0]:g} s, {task[1].name} done")
         bar.update()
     bar.close()
