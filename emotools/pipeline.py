@@ -69,7 +69,7 @@ class GroundTruth:
     records: list[sequences.SequenceRecord]
 
 
-def load_ground_truth(corpus_size: str, corpus_seed: int, *, spec: FeatureSpec,
+def load_ground_truth(corpus_size: str, corpus_seed: int, *, spec: FeatureSpec, corpus_preset: str = "easy",
                       jobs: int | None = None, scheduler: str | None = None) -> GroundTruth:
     """Render (once, cached) the built-in corpus, extract its features (cached) and align them with its labels.
 
@@ -77,6 +77,8 @@ def load_ground_truth(corpus_size: str, corpus_seed: int, *, spec: FeatureSpec,
         corpus_size: the corpus preset (``smoke``, ``default``, ``full``).
         corpus_seed: seed of the rendered corpus and its raters.
         spec: the features.
+        corpus_preset: label mechanisms and voices (:data:`emotools.synth.PRESETS`;
+            ``"easy"``: corpus v1, ``"default"``: corpus v2).
         jobs: extraction processes (``None``: all cores).
         scheduler: extract on this Dask scheduler instead (:func:`emotools.features.extract`).
 
@@ -84,8 +86,9 @@ def load_ground_truth(corpus_size: str, corpus_seed: int, *, spec: FeatureSpec,
         FeatureError: a recording's features failed (the built-in corpus has no bad files).
         SequenceError: a recording's features and labels could not be aligned.
     """
-    table = corpora.scan("annotated", synth.ensure_corpus(corpus_size, corpus_seed))
-    out = paths.data_dir() / "features" / f"ground_truth-{corpus_size}-seed{corpus_seed}-{spec.slug}"
+    root = synth.ensure_corpus(corpus_size, corpus_seed, preset=corpus_preset)
+    table = corpora.scan("annotated", root)
+    out = paths.data_dir() / "features" / f"ground_truth-{root.name}-{spec.slug}"  # root: <size>-seed<K>[-<preset>]
     store = extract(table, spec, out=out, jobs=jobs, scheduler=scheduler)
     if not store.failures.empty:
         first = store.failures.iloc[0]

@@ -66,6 +66,11 @@ class AnnotationModel:
         scale_sd: sd of the log of each rater's per-session scale.
         seed: fixes the raters' traits; sessions draw their own noise from it
             and the session key.
+        lag_drift: how fast each rater's lag wanders within a session: sd of
+            a random-walk step per sqrt(second) (0: fixed lags, the default).
+            A rater's walk starts at its trait lag clipped into ``lag_bounds``
+            and is reflected at the bounds; see :func:`lag_paths`.
+        lag_bounds: (low, high) seconds of a drifting lag.
     """
 
     raters: int = 4
@@ -77,11 +82,13 @@ class AnnotationModel:
     bias_sd: float = 0.08
     scale_sd: float = 0.1
     seed: int = 0
+    lag_drift: float = 0.0
+    lag_bounds: tuple[float, float] = (2.0, 5.0)
 
     def __post_init__(self) -> None:
         if isinstance(self.raters, bool) or not isinstance(self.raters, (int, np.integer)) or self.raters < 1:
             raise ValueError(f"raters must be a positive int, got {self.raters!r}")
-        for name in ("lag_mean", "lag_spread", "noise_sd", "bias_sd", "scale_sd"):
+        for name in ("lag_mean", "lag_spread", "noise_sd", "bias_sd", "scale_sd", "lag_drift"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
@@ -91,6 +98,10 @@ class AnnotationModel:
         if not 0 <= low <= high:
             raise ValueError(f"smoothing must be (min, max) with 0 <= min <= max, got {self.smoothing!r}")
         object.__setattr__(self, "smoothing", (float(low), float(high)))
+        low, high = self.lag_bounds
+        if not 0 <= low <= high:
+            raise ValueError(f"lag_bounds must be (low, high) with 0 <= low <= high, got {self.lag_bounds!r}")
+        object.__setattr__(self, "lag_bounds", (float(low), float(high)))
 
     def panel(self) -> list[Rater]:
         """The K raters' traits (deterministic in ``seed``)."""
@@ -105,9 +116,13 @@ class AnnotationModel:
         return [Rater(lag=round(float(lag), 4), smoothing=round(float(s), 4)) for lag, s in zip(lags, smoothing)]
 
     def to_dict(self) -> dict[str, Any]:
-        """Parameters and the raters' traits, JSON-ready."""
+        """Parameters and the raters' traits, JSON-ready (without the drift knobs while ``lag_drift`` is 0)."""
         out = asdict(self)
         out["smoothing"] = list(self.smoothing)
+        if self.lag_drift:
+            out["lag_bounds"] = list(self.lag_bounds)
+        else:  # fixed lags: the dict of version 1, which keys cached corpora
+            del out["lag_drift"], out["lag_bounds"]
         out["panel"] = [asdict(r) for r in self.panel()]
         return out
 
@@ -155,9 +170,42 @@ def _smooth(x: np.ndarray, dt: float, tau: float) -> np.ndarray:
     return y
 
 
-def _delay(time: np.ndarray, x: np.ndarray, lag: float) -> np.ndarray:
-    """``x(t - lag)`` by linear interpolation; before the start, the first value."""
+def _delay(time: np.ndarray, x: np.ndarray, lag: float | np.ndarray) -> np.ndarray:
+    """``x(t - lag)`` by linear interpolation (``lag``: one or one per frame); before the start, the first value."""
     return np.interp(time - lag, time, x)
+
+
+def _reflect(x: np.ndarray, low: float, high: float) -> np.ndarray:
+    """``x`` folded into [low, high] by reflection at the bounds."""
+    width = high - low
+    if width <= 0:
+        return np.full_like(x, low)
+    y = np.mod(x - low, 2 * width)
+    return low + np.where(y > width, 2 * width - y, y)
+
+
+LAG_DRIFT_SMOOTHING: float = 2.0
+"""Time constant (s) over which a drifting lag's steps are smoothed, so the lag wanders smoothly."""
+
+
+def lag_paths(model: AnnotationModel, key: str, time: np.ndarray) -> np.ndarray:
+    """Every rater's lag (seconds) at each frame of a session, ``(raters, frames)``.
+
+    Constant trait lags without drift; with ``model.lag_drift`` a random walk
+    per rater whose steps are smoothed over :data:`LAG_DRIFT_SMOOTHING` (a
+    slow, smooth drift, sd ``lag_drift`` x sqrt(seconds) in the long run),
+    reflected into ``lag_bounds`` and seeded by the model seed and the session key.
+    """
+    lags = np.array([[rater.lag] for rater in model.panel()]) + np.zeros((1, time.size))
+    if not model.lag_drift or time.size < 2:
+        return lags
+    dt = float(np.median(np.diff(time)))
+    steps = key_rng(model.seed, key, 0x1A6).standard_normal((lags.shape[0], time.size - 1))
+    alpha = 1.0 - math.exp(-dt / LAG_DRIFT_SMOOTHING)  # smooth steps (unit gain): a smooth walk, no jitter
+    steps = lfilter([alpha], [1.0, alpha - 1.0], model.lag_drift * math.sqrt(dt) * steps, axis=1)
+    start = np.clip(lags[:, :1], *model.lag_bounds)
+    walk = np.concatenate([start, start + np.cumsum(steps, axis=1)], axis=1)
+    return _reflect(walk, *model.lag_bounds)
 
 
 def annotate(
@@ -195,13 +243,14 @@ def annotate(
     if time.size > 1 and (dt <= 0 or np.max(np.abs(np.diff(time) - dt)) > 1e-6 + 1e-3 * dt):
         raise LabelError(key, "latent time grid is not uniform and increasing")
     panel = model.panel()
+    lags = lag_paths(model, key, time)
     out: dict[str, np.ndarray] = {"time": time}
     extra: dict[str, np.ndarray] = {}
     for index, target in enumerate(TARGETS):
         rng = key_rng(model.seed, key, index)
         ratings, clean = [], []
-        for rater in panel:
-            part = _smooth(_delay(time, values[target], rater.lag), dt, rater.smoothing)
+        for rater, lag in zip(panel, lags):
+            part = _smooth(_delay(time, values[target], lag), dt, rater.smoothing)
             bias = rng.normal(0.0, model.bias_sd) if model.bias_sd > 0 else 0.0
             scale = math.exp(rng.normal(0.0, model.scale_sd)) if model.scale_sd > 0 else 1.0
             noise = _ou(rng, time.size, dt, model.noise_tau, model.noise_sd)

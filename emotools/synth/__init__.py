@@ -33,7 +33,20 @@ Speakers are eSpeak voice/variant combinations (``en-us``, ``en``,
 rate and volume: 52 in all.
 """
 
-from .corpus import SIZES, SPLIT_RATIOS, CorpusSize, SynthError, cli, corpus_dir, ensure_corpus, write_corpus
+from .channel import VoiceRealism
+from .corpus import (
+    PRESET_REALISM,
+    SIZES,
+    SPLIT_RATIOS,
+    CorpusSize,
+    SynthError,
+    cli,
+    corpus_dir,
+    ensure_corpus,
+    preset_realism,
+    write_corpus,
+)
+from .mechanisms import PRESETS, Mechanisms, mechanisms_markdown
 from .session import Session, latent_trajectory, render_session, sentences, split_units
 from .voices import (
     MAPPING,
@@ -49,6 +62,12 @@ from .voices import (
 )
 
 __all__ = [
+    "Mechanisms",
+    "PRESETS",
+    "mechanisms_markdown",
+    "VoiceRealism",
+    "PRESET_REALISM",
+    "preset_realism",
     "VOICES",
     "VARIANTS",
     "Speaker",

@@ -206,3 +206,49 @@ def apply_tilt(signal: np.ndarray, tilt: float, sr: int = SAMPLE_RATE) -> np.nda
     return (lfilter([1.0, -tilt], [1.0], signal) / gain).astype(np.float32)
 
 
+
+
+# --------------------------------------------------------------------------- voice quality (per speaker)
+
+
+@dataclass(frozen=True)
+class VoiceQuality:
+    """A speaker's voice-quality traits, applied by :mod:`emotools.synth.channel` when switched on.
+
+    Drawn once per speaker from its own random stream (never the corpus seed,
+    never the latent), beside :class:`Speaker`, whose fields stay as they were.
+
+    Attributes:
+        vtl: formant scale factor (vocal-tract length ratio; > 1 is a shorter
+            tract with higher formants), pitch unchanged.
+        jitter: target local jitter (mean absolute difference of consecutive
+            pitch periods over the mean period) added to eSpeak's own.
+        shimmer: target local shimmer (the same for period amplitudes) added.
+        breath_db: level of breath noise mixed into voiced speech, in dB
+            relative to the voiced level.
+        period_s: pitch-period grid of the perturbations (about the
+            speaker's pitch period: 1/120 s male, 1/210 s female).
+    """
+
+    vtl: float
+    jitter: float
+    shimmer: float
+    breath_db: float
+    period_s: float
+
+
+VOICE_QUALITY_RANGES: dict[str, tuple[float, float]] = {
+    "vtl": (0.88, 1.12), "jitter": (0.004, 0.02), "shimmer": (0.0, 0.03), "breath_db": (-34.0, -16.0),
+}
+"""Uniform ranges of the per-speaker draws of :class:`VoiceQuality`."""
+
+
+@lru_cache(maxsize=1)
+def voice_qualities() -> tuple[VoiceQuality, ...]:
+    """One :class:`VoiceQuality` per speaker of :func:`speaker_catalogue`, in the same order."""
+    out = []
+    for i, speaker in enumerate(speaker_catalogue()):
+        rng = np.random.default_rng([0x5BEA4E, i, 1])  # not the stream of the speaker's baseline
+        draws = {name: round(float(rng.uniform(*limits)), 4) for name, limits in VOICE_QUALITY_RANGES.items()}
+        out.append(VoiceQuality(**draws, period_s=round(1.0 / (120.0 if speaker.gender == "m" else 210.0), 6)))
+    return tuple(out)
