@@ -137,7 +137,7 @@ def test_run_original_on_random_features_learns_nothing(tmp_path):
     rng = np.random.default_rng(1)
     scale = 10 ** rng.uniform(-2, 3, 88)
     X = (scale * (1 + 0.3 * rng.normal(size=(500, 88)))).astype(np.float32)
-    results = run_original(X, architectures=["tdnn", "attention"], options=original_options(epochs=8),
+    results = run_original(X, architectures=["tdnn", "attention"], options=original_options(epochs=4),
                            n_resamples=200)
     assert len(results) == 4 and set(results["target"]) == {"arousal", "valence"}
     assert (results["n_test"] == 100).all() and (results["n_train"] == 400).all()

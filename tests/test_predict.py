@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -49,12 +50,16 @@ def speech(main_job: SimpleNamespace) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def new_audio(speech: np.ndarray, tmp_path_factory: pytest.TempPathFactory) -> dict[Path, float]:
-    """3 s, 30 s and 10 min of speech in WAV, FLAC and m4a (the 10 min by repeating the corpus); path -> seconds."""
+    """3 s and 30 s of speech in WAV, FLAC and m4a, and 10 min in m4a (the corpus repeated); path -> seconds.
+
+    Every format at the short lengths; the long one once, in the format with the most decoding (length, not
+    format, is what it tests; the block-wise path is also checked against whole files below).
+    """
     folder = tmp_path_factory.mktemp("new-audio")
     files = {}
-    for seconds in (3, 30, 600):
+    for seconds, suffixes in ((3, (".wav", ".flac", ".m4a")), (30, (".wav", ".flac", ".m4a")), (600, (".m4a",))):
         signal = np.resize(speech, seconds * SAMPLE_RATE)
-        for suffix in (".wav", ".flac", ".m4a"):
+        for suffix in suffixes:
             files[write_audio(folder / f"talk{seconds}s{suffix}", signal, SAMPLE_RATE)] = float(seconds)
     return files
 
@@ -79,8 +84,10 @@ def test_predict_cli_on_new_audio_of_every_length_and_format(main_job, new_audio
     # delay compensation shifts a recording by up to this many frames (edge-padded): a file no longer than that
     # is legitimately predicted as a constant
     delay = max((step.delay_frames for step in post.steps), default=0) if post is not None else 0
+    shared = Counter(path.stem for path in new_audio)
     for path, seconds in new_audio.items():
-        stem = out / path.name  # talk3s.wav / talk3s.flac / talk3s.m4a share a stem: the suffix stays
+        # talk3s.wav / talk3s.flac / talk3s.m4a share a stem: the suffix stays; talk600s.m4a is talk600s
+        stem = out / (path.name if shared[path.stem] > 1 else path.stem)
         frame = pd.read_csv(stem.with_name(stem.name + ".csv"))
         assert stem.with_name(stem.name + ".png").stat().st_size > 0
         meta = json.loads(stem.with_name(stem.name + ".json").read_text())
