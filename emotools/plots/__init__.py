@@ -9,7 +9,8 @@ every figure.
 - :mod:`.style`: backend choice, colours, ``set_style``, ``savefig``;
 - :mod:`.standard`: learning curves, trajectories, metric bars (every notebook);
 - :mod:`.study`: the long-context study's and the poster's panels;
-- :mod:`.realtime`: the real-time study's figures (CCC against lookahead, a live session).
+- :mod:`.realtime`: the real-time study's figures (CCC against lookahead, a live session);
+- :mod:`.mechanisms`: the corpus-v2 mechanism study (frame-local vs context models per preset).
 """
 
 # isort: skip_file
@@ -45,3 +46,4 @@ from .study import (
     plot_trajectory_panels,
 )
 from .realtime import draw_lookahead_curve, plot_live_session, plot_lookahead_curves
+from .mechanisms import plot_mechanisms
