@@ -1,16 +1,13 @@
 #!/usr/bin/env bash
-# Set up emotools: the Python packages, and headless Chromium for the report's browser test.
+# Headless Chromium for the report's browser test (the Python packages come from requirements.txt).
 #
 #   bash setup.sh
 #
-# Installs requirements.txt into the active Python (a virtual environment, ideally). Where Chromium
-# and its driver are missing and apt-get is usable (root on Debian/Ubuntu), installs Debian's
-# `chromium` and `chromium-driver` (no recommends); elsewhere prints one line saying the browser
-# test (pytest -m browser) will be skipped and how to install them.
+# Where Chromium and its driver are missing and apt-get is usable (root on Debian/Ubuntu), installs
+# Debian's `chromium` and `chromium-driver` (no recommends); elsewhere prints one line saying the
+# browser test (pytest -m browser) will be skipped and how to install them. CI runs it first.
 set -euo pipefail
 cd "$(dirname "$0")"
-
-python -m pip install --quiet -r requirements.txt
 
 have_browser() {
     command -v chromedriver >/dev/null 2>&1 && { command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; }

@@ -109,7 +109,8 @@ def test_committed_docs_are_up_to_date_with_the_committed_results() -> None:
     assert len(readme.encode()) < 16_000
     first = readme.split("```bash\n", 1)[1].split("```", 1)[0].splitlines()
     commands = [line.split("#", 1)[0].strip() for line in first]
-    assert commands == ["bash setup.sh && python -m emotools run", "bash setup.sh && python -m pytest"]
+    assert commands == ["pip install -r requirements.txt && python -m emotools run",
+                        "pip install -r requirements.txt && python -m pytest"]
     ci = (paths.PROJECT_ROOT / ".ci" / "run").read_text()
     assert f"\n{commands[1]}\n" in ci  # CI runs the README's test command literally
     for page in docs.default_files()[1:]:
