@@ -153,8 +153,11 @@ def key_rng(seed: int, key: str, salt: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), zlib.crc32(key.encode("utf-8")), salt])
 
 
-def _ou(rng: np.random.Generator, n: int, dt: float, tau: float, sd: float) -> np.ndarray:
-    """Stationary Ornstein-Uhlenbeck path with time constant ``tau`` and sd ``sd``."""
+def ou_path(rng: np.random.Generator, n: int, dt: float, tau: float, sd: float) -> np.ndarray:
+    """Stationary Ornstein-Uhlenbeck path of ``n`` steps of ``dt`` with time constant ``tau`` and sd ``sd``.
+
+    The one home of the process: rater noise here, the latent and the vocal events in :mod:`emotools.synth`.
+    """
     phi = math.exp(-dt / tau)
     e = rng.standard_normal(n)
     e[1:] *= math.sqrt(1.0 - phi * phi)
@@ -253,7 +256,7 @@ def annotate(
             part = _smooth(_delay(time, values[target], lag), dt, rater.smoothing)
             bias = rng.normal(0.0, model.bias_sd) if model.bias_sd > 0 else 0.0
             scale = math.exp(rng.normal(0.0, model.scale_sd)) if model.scale_sd > 0 else 1.0
-            noise = _ou(rng, time.size, dt, model.noise_tau, model.noise_sd)
+            noise = ou_path(rng, time.size, dt, model.noise_tau, model.noise_sd)
             ratings.append(np.clip(scale * part + bias + noise, -1.0, 1.0))
             clean.append(part)
         out[target] = np.mean(ratings, axis=0)

@@ -34,7 +34,7 @@ import pandas as pd
 from scipy.signal import lfilter
 
 from ..labels import TARGETS, AnnotationModel
-from ..labels.annotation import _ou
+from ..labels.annotation import ou_path
 
 EVENT_SD: float = 0.8
 """sd of the expressive-event process before ``tanh`` (as the base latent's)."""
@@ -229,7 +229,7 @@ def shape_session(process: pd.DataFrame, mechanisms: Mechanisms, *, seed: int, s
     for target in TARGETS:
         base = process[target].to_numpy()
         if mechanisms.integration_tau > 0:
-            events = _ou(events_rng, time.size, dt, mechanisms.event_tau, EVENT_SD)
+            events = ou_path(events_rng, time.size, dt, mechanisms.event_tau, EVENT_SD)
             events -= events[: max(1, int(round(centre / dt)))].mean()
             gain = integration_gain(dt, mechanisms.event_tau, mechanisms.integration_tau)
             state = gain * leaky_integral(events, dt, mechanisms.integration_tau)

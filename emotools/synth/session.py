@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -10,12 +9,12 @@ from importlib import resources
 
 import numpy as np
 import pandas as pd
-from scipy.signal import lfilter
 
 from .. import espeak
 from ..audio import SAMPLE_RATE
 from ..features import RATE_HZ
 from ..labels import TARGETS, frame_times
+from ..labels.annotation import ou_path
 from .channel import VoiceRealism, apply_channel
 from .mechanisms import PRESETS, Mechanisms, shape_session
 from .voices import MAPPING, Speaker, apply_tilt, speaker_catalogue, unit_prosody
@@ -48,10 +47,7 @@ def latent_trajectory(
     out = {"time": time}
     dt = 1.0 / rate_hz
     for target in TARGETS:
-        phi = math.exp(-dt / rng.uniform(*tau))
-        e = rng.standard_normal(time.size)
-        e[1:] *= math.sqrt(1 - phi * phi)
-        x = sd * lfilter([1.0], [1.0, -phi], e)
+        x = ou_path(rng, time.size, dt, rng.uniform(*tau), sd)  # tau drawn first, then the path
         if centre is not None:
             x -= x[: max(1, int(round(centre * rate_hz)))].mean()
         out[target] = x if raw else np.tanh(x)
