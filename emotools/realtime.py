@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import stats, training
+from . import paths, stats, training
 from .errors import EmotoolsError
 from .experiments import GridResult
 from .features import FeatureSpec, StreamingExtractor, max_lookahead
@@ -47,7 +47,8 @@ from .sequences import Normalization, Normalizer
 __all__ = ["RealtimeError", "OFFLINE", "lookahead_spec", "lookahead_plan", "lookahead_curve", "causality_costs",
            "latency_table", "specs", "ModelStream", "OnnxStream", "onnx_runner", "LiveModel", "Session",
            "stream_session", "compute_table", "normalize", "offline_prediction", "offline_difference", "live_frame",
-           "one_thread", "most_causal", "best_on_dev", "load_model", "live_models", "render_findings"]
+           "one_thread", "most_causal", "best_on_dev", "save_stream_predictor", "load_model", "live_models",
+           "render_findings"]
 
 OFFLINE = math.inf
 """The lookahead (s) of a non-causal model: the whole recording."""
@@ -481,6 +482,26 @@ def best_on_dev(grid: GridResult, specs_: Sequence[str]) -> str:
     if dev.empty:
         raise RealtimeError("grid", f"no dev scores of {list(specs_)}")
     return str(dev.groupby("architecture")["ccc"].mean().idxmax())
+
+
+def save_stream_predictor(grid: GridResult, spec: str, feature_spec: FeatureSpec, notebook: str) -> Path:
+    """Save the joint model of ``spec`` (a causal spec of ``grid``, first seed) as a predictor for streaming.
+
+    Written to ``results/models/<notebook>-stream`` (raw predictions: the
+    study scores no post-processing), so that ``python -m emotools predict
+    --stream FILE --checkpoint`` that folder runs what the main job trained.
+
+    Raises:
+        RealtimeError: no joint model of ``spec`` in the grid.
+    """
+    from . import predict
+
+    cells = [c for c in grid.cells if c.architecture == spec]
+    if not cells or len(cells[0].model_paths) != 1:
+        raise RealtimeError(spec, "no joint model of this architecture in the grid")
+    cell = cells[0]
+    return predict.save_predictor(paths.results_dir() / "models" / f"{notebook}-stream", feature_spec,
+                                  cell.model_paths, None, architecture=spec, mode=cell.mode, seed=cell.seed)
 
 
 def load_model(grid: GridResult, spec: str, *, seed: int | None = None) -> training.TrainedModel:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -19,7 +20,7 @@ import torch
 
 from emotools import models, predict, synth, training
 from emotools.__main__ import main
-from emotools.audio import SAMPLE_RATE, write_audio
+from emotools.audio import SAMPLE_RATE, read_audio, write_audio
 from emotools.features import FeatureSpec, extract_signal, max_lookahead
 from emotools.postprocess import PostProcessor, TargetSteps
 from emotools.sequences import Normalizer, make_record
@@ -89,6 +90,34 @@ def test_streamed_rows_equal_the_offline_prediction(plain: Path, audio: np.ndarr
     np.testing.assert_allclose(rows[TARGETS], offline[TARGETS], atol=1e-5, rtol=0)
     assert rows[TARGETS].std().min() > 1e-3  # the prediction moves: the comparison means something
     assert stream.info()["frames"] == len(offline)
+
+
+@pytest.fixture(scope="module")
+def main_job_stream(run_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The streaming predictor the smoke main job writes (``results/models/realtime-stream``)."""
+    home = tmp_path_factory.mktemp("main-job-realtime")
+    env = {**os.environ, "EMOTOOLS_DATA_DIR": str(run_dirs["data"]), "EMOTOOLS_CACHE_DIR": str(run_dirs["cache"]),
+           "EMOTOOLS_RESULTS_DIR": str(home / "results"), "EMOTOOLS_FIGURES_DIR": str(home / "figures"),
+           "MPLBACKEND": "Agg"}
+    run = subprocess.run([sys.executable, "-m", "emotools", "run", "--smoke", "--only", "realtime"],
+                         capture_output=True, text=True, env=env, timeout=1200)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return home / "results" / "models" / "realtime-stream"
+
+
+def test_the_main_jobs_streaming_predictor_streams_what_it_predicts_offline(main_job_stream: Path, audio: np.ndarray,
+                                                                             tmp_path: Path) -> None:
+    wav = write_audio(tmp_path / "talk.wav", audio[: 12 * SR], SR)
+    out = tmp_path / "talk.csv"
+    assert predict.cli([str(wav), "--stream", "--checkpoint", str(main_job_stream), "--out", str(out)]) == 0
+    rows = pd.read_csv(out)
+    predictor = predict.load_predictor(main_job_stream)
+    assert ":causal" in predictor.info["architecture"]
+    offline = predictor.predict_signal(read_audio(wav))  # the samples the file holds (16-bit PCM)
+    assert list(rows.columns) == ["time", *TARGETS, "latency_s"]
+    np.testing.assert_allclose(rows["time"], offline["time"], atol=1e-9, rtol=0)  # as written in the CSV
+    np.testing.assert_allclose(rows[TARGETS], offline[TARGETS], atol=1e-5, rtol=0)
+    assert rows[TARGETS].std().min() > 1e-4 and (rows["latency_s"] > 0).all()
 
 
 def test_latency_is_measured_within_the_algorithmic_bounds_and_rows_come_in_order(plain, audio) -> None:
