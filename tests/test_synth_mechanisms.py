@@ -71,7 +71,7 @@ def test_easy_renders_version_1_bit_for_bit():
 
 
 def test_presets_and_knob_table():
-    assert {"easy", "levels", "integration", "relative", "drift", "default"} <= set(PRESETS)
+    assert {"easy", "levels", "integration", "relative", "drift", "strong", "default"} <= set(PRESETS)
     assert PRESETS["easy"] == Mechanisms() and not Mechanisms().active
     assert all(m.active for name, m in PRESETS.items() if name != "easy")
     on = PRESETS["default"]
@@ -80,8 +80,8 @@ def test_presets_and_knob_table():
     table = mechanisms_markdown().splitlines()
     assert len(table) == 2 + len(fields(Mechanisms))
     assert all(f"`{name}`" in table[0] for name in PRESETS)
-    assert table[2 + [f.name for f in fields(Mechanisms)].index("integration_tau")].split("|")[3:9] == \
-        [" 0 ", " 0 ", " 20 ", " 0 ", " 0 ", " 20 "]
+    assert table[2 + [f.name for f in fields(Mechanisms)].index("integration_tau")].split("|")[3:10] == \
+        [" 0 ", " 0 ", " 20 ", " 0 ", " 0 ", " 20 ", " 5 "]
     assert resolve("levels") == ("levels", PRESETS["levels"])
     assert resolve(Mechanisms(mood_sd=0.1)) == ("custom", Mechanisms(mood_sd=0.1))
     with pytest.raises(ValueError, match="unknown mechanism preset 'bogus'; choose from easy"):

@@ -145,8 +145,8 @@ HELD_OUT_VOICES: dict[str, tuple[str, ...]] = {
 """Base voices per split when ``VoiceRealism.held_out_voices`` is on: dev and test accents are never trained on."""
 
 
-PRESET_REALISM: dict[str, VoiceRealism] = {"default": VoiceRealism.full()}
-"""Voice realism per corpus preset: corpus v2 (``default``) has every voice knob on; the single-mechanism
+PRESET_REALISM: dict[str, VoiceRealism] = {"default": VoiceRealism.full(), "strong": VoiceRealism.full()}
+"""Voice realism per corpus preset: corpus v2 (``default``, ``strong``) has every voice knob on; the single-mechanism
 presets keep v1's voices, so that each mechanism's effect on the labels is measured alone."""
 
 

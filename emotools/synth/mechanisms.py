@@ -92,18 +92,29 @@ class Mechanisms:
         return asdict(self) | {"lag_bounds": list(self.lag_bounds)}
 
 
-_ALL_ON = Mechanisms(mood_sd=0.5, speaker_sd=0.3, integration_tau=20.0, sparse_fraction=0.3,
-                     relative_window=20.0, relative_weight=0.7, lag_drift=0.1)
+_ALL_ON = Mechanisms(mood_sd=0.25, speaker_sd=0.15, integration_tau=5.0, event_tau=2.0, sparse_fraction=0.2,
+                     sparse_length=4.0, relative_window=20.0, relative_weight=0.5, lag_drift=0.1)
 
 PRESETS: dict[str, Mechanisms] = {
     "easy": Mechanisms(),
-    "levels": Mechanisms(mood_sd=_ALL_ON.mood_sd, speaker_sd=_ALL_ON.speaker_sd),
-    "integration": Mechanisms(integration_tau=_ALL_ON.integration_tau, sparse_fraction=_ALL_ON.sparse_fraction),
-    "relative": Mechanisms(relative_window=_ALL_ON.relative_window),
-    "drift": Mechanisms(lag_drift=_ALL_ON.lag_drift),
+    "levels": Mechanisms(mood_sd=0.5, speaker_sd=0.3),
+    "integration": Mechanisms(integration_tau=20.0, sparse_fraction=0.3),
+    "relative": Mechanisms(relative_window=20.0),
+    "drift": Mechanisms(lag_drift=0.1),
+    "strong": Mechanisms(mood_sd=0.5, speaker_sd=0.3, integration_tau=20.0, sparse_fraction=0.3,
+                         relative_window=20.0, relative_weight=0.7, lag_drift=0.1),
     "default": _ALL_ON,
 }
-"""The mechanism presets: ``easy`` (all off: corpus v1), one per mechanism, ``default`` (all on)."""
+"""The mechanism presets: ``easy`` (all off: corpus v1), one per mechanism, ``strong`` and ``default`` (all on).
+
+A single-mechanism preset shows its mechanism strongly, alone; ``strong``
+turns all of them on at those strengths, ``default`` at milder ones (shorter
+integration, half the relative contrast, smaller levels), chosen so that a
+context model can still learn the labels. In ``strong`` integration and the
+relative contrast cancel (the contrast subtracts the slow part of the events
+that the integrated label is made of) and every model stays near 0.2 CCC
+(docs/corpus-v2.md).
+"""
 
 _KNOBS: dict[str, tuple[str, str]] = {
     "mood_sd": ("", "sd of the session mood offset added to the latent (levels)"),
