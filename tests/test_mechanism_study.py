@@ -136,6 +136,17 @@ def test_table_numbers_with_two_test_speakers(study: M.MechanismStudy, tmp_path:
     findings = M.mechanism_findings(table)
     stated = [r for r in table.to_dict("records") if r["excludes_zero"]]
     assert findings.count("CCC [") == len(stated)  # only resolved differences are stated
+    intervals = experiments.interval_table([grid], n_resamples=300)
+    families = M.family_table(intervals)
+    assert len(families) == 2 * 3 and set(families["preset"]) == {"easy"}
+    for row in families.to_dict("records"):  # every architecture after the chain, its CI around it
+        k = ["arousal", "valence"].index(row["target"])
+        assert row["ccc"] == pytest.approx(_system_ccc(grid, row["architecture"], k, "avec"), abs=1e-5)
+        assert row["ccc_low"] <= row["ccc"] <= row["ccc_high"]
+    for _, part in families.groupby("target"):
+        assert part.loc[part["ccc"].idxmax(), "tied_best"]  # the best on test is always marked
+    families_md = M.family_markdown(families)
+    assert families_md.count("\n| easy ") == 2 and families_md.count("**") >= 4
     fig = plots.plot_mechanisms(table)
     assert [ax.get_title() for ax in fig.axes] == ["arousal", "valence"]
     assert fig.legends[0].get_title().get_text() == "error bars: 95% CI"

@@ -133,6 +133,21 @@ def test_relabelled_lag_moves_the_labels_by_the_lag(tmp_path: Path) -> None:
     assert 0.5 < ceiling["arousal"] <= 1.0
 
 
+def test_relabelling_a_drifting_corpus_keeps_its_drift_around_the_new_lag(tmp_path: Path) -> None:
+    drifting = labels.AnnotationModel(seed=0, lag_drift=0.1, lag_bounds=(2.0, 5.0))  # corpus v2's raters
+    assert labels.annotation.lag_model(3.0, seed=0, reference=drifting) == drifting  # the corpus' own labels
+    six = labels.annotation.lag_model(6.0, seed=0, reference=drifting)
+    assert (six.lag_mean, six.lag_drift, six.lag_bounds) == (6.0, pytest.approx(0.2), (4.0, 10.0))
+    zero = labels.annotation.lag_model(0.0, seed=0, reference=drifting)
+    assert (zero.lag_spread, zero.lag_drift, zero.lag_bounds) == (0.0, 0.0, (0.0, 0.0))
+    table = _latent_corpus(tmp_path)
+    time = np.arange(600) / 10.0
+    paths = labels.annotation.lag_paths(six, "rec0", time)
+    assert paths.min() >= 4.0 and paths.max() <= 10.0 and np.ptp(paths, axis=1).max() > 0.05  # drifts, in bounds
+    plain, drifted = (labels.lag_labels(table, 6.0, seed=0, reference=r) for r in (None, drifting))
+    assert not np.allclose(plain["rec0"]["arousal_ceiling"], drifted["rec0"]["arousal_ceiling"])
+
+
 def test_with_labels_keeps_features_and_takes_labels_by_time() -> None:
     t = np.arange(5) / 10.0
     rec = SequenceRecord(id="a", x=np.arange(6.0).reshape(3, 2), time=t[1:4], rate_hz=10.0, y=np.zeros((3, 2)),

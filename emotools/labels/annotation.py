@@ -341,6 +341,9 @@ def lag_model(lag_s: float, *, seed: int, reference: AnnotationModel | None = No
     The raters' lag spread scales with the lag (``spread = lag * reference
     spread / reference lag``): no spread at lag 0, and ``lag_s`` equal to the
     reference lag gives the reference model itself, i.e. the corpus' own labels.
+    A drifting reference (``lag_drift`` > 0) scales its drift and its
+    ``lag_bounds`` by the same factor, so the lag still drifts around the new
+    mean (and not at all at lag 0).
 
     Raises:
         LabelError: a lag that is negative or not finite.
@@ -348,12 +351,21 @@ def lag_model(lag_s: float, *, seed: int, reference: AnnotationModel | None = No
     ref = reference or AnnotationModel(seed=seed)
     if not (math.isfinite(lag_s) and lag_s >= 0):
         raise LabelError("lag_model", f"lag must be a finite number >= 0 s, got {lag_s!r}")
+    factor = lag_s / ref.lag_mean if ref.lag_mean > 0 else 1.0
     spread = lag_s * ref.lag_spread / ref.lag_mean if ref.lag_mean > 0 else ref.lag_spread
-    return replace(ref, lag_mean=float(lag_s), lag_spread=float(spread), seed=int(seed))
+    low, high = ref.lag_bounds
+    drift = {"lag_drift": ref.lag_drift * factor, "lag_bounds": (low * factor, high * factor)}
+    return replace(ref, lag_mean=float(lag_s), lag_spread=float(spread), seed=int(seed),
+                   **(drift if ref.lag_drift and factor != 1.0 else {}))
 
 
-def lag_labels(table: pd.DataFrame, lag_s: float, *, seed: int) -> dict[str, pd.DataFrame]:
-    """Label frames of an emotools-rendered corpus as raters with mean lag ``lag_s`` would give them."""
-    return relabel(table, model=lag_model(lag_s, seed=seed))
+def lag_labels(table: pd.DataFrame, lag_s: float, *, seed: int,
+               reference: AnnotationModel | None = None) -> dict[str, pd.DataFrame]:
+    """Label frames of an emotools-rendered corpus as raters with mean lag ``lag_s`` would give them.
+
+    ``reference``: the corpus' own annotation model (default: the built-in
+    raters; a corpus v2 preset's is ``synth.PRESETS[preset].annotation_model(seed)``).
+    """
+    return relabel(table, model=lag_model(lag_s, seed=seed, reference=reference))
 
 

@@ -46,7 +46,7 @@ from .sweep import annotation_ceiling
 
 __all__ = ["MECHANISM_COLUMNS", "SYSTEMS", "MechanismStudy", "mechanism_study", "mechanism_table",
            "mechanism_markdown", "mechanism_findings", "target_check", "render_targets", "preset_protocol",
-           "check_presets"]
+           "check_presets", "family_table", "family_markdown"]
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,11 @@ MECHANISM_COLUMNS: list[str] = [
 def preset_protocol(preset: str) -> str:
     """The ``label_protocol`` of a preset's grid in the results tables: ``"annotation, preset <name>"``."""
     return f"annotation, preset {preset}"
+
+
+def _preset_of(protocol: str) -> str:
+    """The preset name of a :func:`preset_protocol` label."""
+    return protocol.removeprefix(preset_protocol(""))
 
 
 def check_presets(presets: Sequence[str]) -> list[str]:
@@ -400,3 +405,42 @@ def render_targets(check: Mapping[str, Any]) -> str:
             f"**{'met' if check['gain_met'] else 'not met'}**: {gains}.\n"
             f"- Target 2 (the best system on dev stays >= {check['min_headroom']:.2f} below the annotation ceiling "
             f"on at least one target): **{'met' if check['headroom_met'] else 'not met'}**: best - ceiling {gaps}.")
+
+
+# ------------------------------------------------------------------------ every family per preset
+
+
+def family_table(intervals: pd.DataFrame, *, postprocess: str = "avec") -> pd.DataFrame:
+    """Every architecture's test CCC (mean over seeds) with its CI, per preset and target: who copes with what.
+
+    From the study's :func:`~emotools.experiments.interval_table` rows of one
+    post-processing (``"avec"``: after the chain, ``"none"``: raw).
+    ``tied_best`` marks the architectures whose paired CI of (best - it)
+    includes 0, the best included: a description of test, not a selection
+    (the mechanism table's context model is the one chosen on dev).
+
+    Returns:
+        Columns ``preset, target, architecture, ccc, ccc_low, ccc_high, tied_best``.
+    """
+    part = intervals[intervals["postprocess"] == postprocess]
+    table = pd.DataFrame({
+        "preset": part["label_protocol"].map(_preset_of), "target": part["target"],
+        "architecture": part["architecture"], "ccc": part["ccc"], "ccc_low": part["ccc_low"],
+        "ccc_high": part["ccc_high"],
+        "tied_best": part["diff_to_best"].eq(0) | part["separable_from_best"].eq(False),
+    })
+    return table.reset_index(drop=True)
+
+
+def family_markdown(table: pd.DataFrame) -> str:
+    """:func:`family_table` as markdown: one row per (preset, target), one column per architecture, ties in bold."""
+    if table.empty:
+        return ""
+    cells = table.assign(cell=[f"{'**' if t else ''}{c:.3f}{'**' if t else ''} {_ci(lo, hi)}" for c, lo, hi, t in
+                               zip(table["ccc"], table["ccc_low"], table["ccc_high"], table["tied_best"])])
+    wide = cells.pivot(index=["preset", "target"], columns="architecture", values="cell")
+    order = list(dict.fromkeys(table["preset"]))
+    wide = wide.reindex(sorted(wide.index, key=lambda k: (order.index(k[0]), k[1])))
+    return (wide.reset_index().to_markdown(index=False) +
+            "\n\nTest CCC (mean over seeds) [95% CI, as in the table above]; **bold**: the best on test and every "
+            "architecture whose paired CI of (best - it) includes 0.\n")
