@@ -339,7 +339,9 @@ def mechanism_markdown(table: pd.DataFrame) -> str:
              "resolved": _resolved(r), "best (dev) - ceiling": f"{r['best_minus_ceiling']:.3f}"}
             for r in table.to_dict("records")]
     first = table.iloc[0]
-    how = (f"{first['level']:.0%} CIs: bootstrap over the {first['n_units']} test {first['unit']}s"
+    low, high = int(table["n_units"].min()), int(table["n_units"].max())  # presets may differ (held-out voices)
+    units = f"{low}" if low == high else f"{low}-{high} (per preset)"
+    how = (f"{first['level']:.0%} CIs: bootstrap over the {units} test {first['unit']}s"
            f"{' and the ' + str(first['n_seeds']) + ' seeds' if first['n_seeds'] > 1 else ''}, "
            f"{first['n_resamples']} resamples" if first["n_resamples"] else
            f"no CIs: only {first['n_units']} test {first['unit']}")
