@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from fixtures_main_job import run_smoke_main_job
 
 from emotools import models, training
 from emotools.audio import SAMPLE_RATE, read_audio, write_audio
@@ -32,14 +33,9 @@ SPEC = FeatureSpec(level="windowed", window=1.0, hop=0.1)
 def main_job(run_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     """The smoke main job's own ``results/models/01_ground_truth`` predictor (one run per module), and its corpus."""
     home = tmp_path_factory.mktemp("main-job")
-    env = {**os.environ, "EMOTOOLS_DATA_DIR": str(run_dirs["data"]), "EMOTOOLS_CACHE_DIR": str(run_dirs["cache"]),
-           "EMOTOOLS_RESULTS_DIR": str(home / "results"), "EMOTOOLS_FIGURES_DIR": str(home / "figures"),
-           "MPLBACKEND": "Agg"}
-    run = subprocess.run([sys.executable, "-m", "emotools", "run", "--smoke", "--only", "01_ground_truth"],
-                         capture_output=True, text=True, env=env, timeout=1200)
-    assert run.returncode == 0, run.stderr[-3000:]
+    results = run_smoke_main_job("01_ground_truth", run_dirs, home)
     audio = sorted((run_dirs["data"] / "ground_truth").rglob("audio/*.wav"))
-    return SimpleNamespace(predictor=home / "results" / "models" / "01_ground_truth", audio=audio, home=home)
+    return SimpleNamespace(predictor=results / "models" / "01_ground_truth", audio=audio, home=home)
 
 
 @pytest.fixture(scope="module")

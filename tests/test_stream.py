@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from fixtures_main_job import run_smoke_main_job
 
 from emotools import models, predict, synth, training
 from emotools.__main__ import main
@@ -95,14 +95,8 @@ def test_streamed_rows_equal_the_offline_prediction(plain: Path, audio: np.ndarr
 @pytest.fixture(scope="module")
 def main_job_stream(run_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The streaming predictor the smoke main job writes (``results/models/realtime-stream``)."""
-    home = tmp_path_factory.mktemp("main-job-realtime")
-    env = {**os.environ, "EMOTOOLS_DATA_DIR": str(run_dirs["data"]), "EMOTOOLS_CACHE_DIR": str(run_dirs["cache"]),
-           "EMOTOOLS_RESULTS_DIR": str(home / "results"), "EMOTOOLS_FIGURES_DIR": str(home / "figures"),
-           "MPLBACKEND": "Agg"}
-    run = subprocess.run([sys.executable, "-m", "emotools", "run", "--smoke", "--only", "realtime"],
-                         capture_output=True, text=True, env=env, timeout=1200)
-    assert run.returncode == 0, run.stderr[-3000:]
-    return home / "results" / "models" / "realtime-stream"
+    return run_smoke_main_job("realtime", run_dirs, tmp_path_factory.mktemp("main-job-realtime")) / "models" / \
+        "realtime-stream"
 
 
 def test_the_main_jobs_streaming_predictor_streams_what_it_predicts_offline(main_job_stream: Path, audio: np.ndarray,
