@@ -352,7 +352,7 @@ def lag_model(lag_s: float, *, seed: int, reference: AnnotationModel | None = No
     if not (math.isfinite(lag_s) and lag_s >= 0):
         raise LabelError("lag_model", f"lag must be a finite number >= 0 s, got {lag_s!r}")
     factor = lag_s / ref.lag_mean if ref.lag_mean > 0 else 1.0
-    spread = lag_s * ref.lag_spread / ref.lag_mean if ref.lag_mean > 0 else ref.lag_spread
+    spread = ref.lag_spread * factor
     low, high = ref.lag_bounds
     drift = {"lag_drift": ref.lag_drift * factor, "lag_bounds": (low * factor, high * factor)}
     return replace(ref, lag_mean=float(lag_s), lag_spread=float(spread), seed=int(seed),
